@@ -1,0 +1,211 @@
+import { randomInt } from 'node:crypto';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { ClusterClosedError, OptionError, PeerNotRunningError } from './errors.js';
+import { decodeValue, encodeValue } from './net/codec.js';
+import { Comlink, nodeEndpoint, type Remote } from './net/comlink.js';
+import { FaultState } from './net/faults.js';
+import type { ApplyBatch, PeerApi, PeerState, PeerStatus, PeerTiming, PeerWorkerData, StartResult } from './peer-protocol.js';
+
+export interface ClusterOptions {
+  /** Number of peers (1..64). */
+  peers: number;
+  /** Milliseconds per core tick. Default 10. */
+  tickMs?: number;
+  /** Election timeout drawn from [electionTicks, 2*electionTicks) ticks. Default 30 (300-600 ms at 10 ms ticks). */
+  electionTicks?: number;
+  /** Heartbeat interval in ticks. Default 10 (100 ms at 10 ms ticks: ten heartbeats a second). */
+  heartbeatTicks?: number;
+  /** Seed for the peers' PRNGs; random when omitted. */
+  seed?: number;
+}
+
+/** One applied command as seen on a peer's apply stream. */
+export interface Applied {
+  index: number;
+  term: number;
+  command: unknown;
+}
+
+export type ApplyListener = (peer: number, entries: Applied[]) => void;
+
+interface Slot {
+  worker: Worker;
+  api: Remote<PeerApi>;
+  incarnation: number;
+  applyPort: MessagePort;
+  exited: Promise<void>;
+}
+
+export const DEFAULT_TIMING: PeerTiming = { tickMs: 10, electionTicks: 30, heartbeatTicks: 10 };
+
+function positiveInt(option: string, v: unknown, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new OptionError(option, `must be an integer in [${min}, ${max}], got ${String(v)}`);
+  }
+  return v;
+}
+
+const workerUrl = new URL('../workers/peer.js', import.meta.url);
+
+/**
+ * A whole Raft cluster in this process: one worker thread per peer, wired
+ * peer-to-peer with MessageChannels, sharing one fault-injecting network.
+ * Peers start isolated (every link disabled); the caller enables links
+ * through `faults` (the lab harness's connect/disconnect do exactly that).
+ */
+export class Cluster {
+  readonly n: number;
+  readonly timing: PeerTiming;
+  readonly faults: FaultState;
+  private readonly slots: (Slot | undefined)[];
+  private readonly seed: number;
+  private incarnations = 0;
+  private closed = false;
+
+  constructor(opts: ClusterOptions) {
+    if (typeof opts !== 'object' || opts === null) throw new OptionError('options', 'must be an object');
+    this.n = positiveInt('peers', opts.peers, 1, 64);
+    const tickMs = positiveInt('tickMs', opts.tickMs ?? DEFAULT_TIMING.tickMs);
+    const electionTicks = positiveInt('electionTicks', opts.electionTicks ?? DEFAULT_TIMING.electionTicks, 2);
+    const heartbeatTicks = positiveInt('heartbeatTicks', opts.heartbeatTicks ?? DEFAULT_TIMING.heartbeatTicks);
+    if (heartbeatTicks >= electionTicks) {
+      throw new OptionError('heartbeatTicks', `must be below electionTicks (${electionTicks}), got ${heartbeatTicks}`);
+    }
+    this.timing = { tickMs, electionTicks, heartbeatTicks };
+    this.seed = opts.seed === undefined ? randomInt(2 ** 31) : positiveInt('seed', opts.seed, 0, 2 ** 32 - 1);
+    this.faults = new FaultState(this.n);
+    this.slots = new Array(this.n).fill(undefined);
+  }
+
+  private checkPeer(what: string, i: number): void {
+    if (this.closed) throw new ClusterClosedError(what);
+    if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= this.n) {
+      throw new OptionError('peer', `${what}: peer index must be an integer in [0, ${this.n - 1}], got ${String(i)}`);
+    }
+  }
+
+  isRunning(i: number): boolean {
+    return this.slots[i] !== undefined;
+  }
+
+  incarnation(i: number): number {
+    return this.slots[i]?.incarnation ?? 0;
+  }
+
+  /** Spawn a fresh worker for peer i (crashing the running one first). */
+  async start(i: number, onApply?: ApplyListener): Promise<void> {
+    this.checkPeer('start', i);
+    await this.crash(i);
+    const incarnation = ++this.incarnations;
+    const ports: Record<number, MessagePort> = {};
+    const transfers: MessagePort[] = [];
+    const handoffs: Promise<void>[] = [];
+    for (let j = 0; j < this.n; j++) {
+      const other = this.slots[j];
+      if (j === i || !other) continue;
+      const { port1, port2 } = new MessageChannel();
+      ports[j] = port1;
+      transfers.push(port1);
+      handoffs.push(other.api.setPeerPort(i, Comlink.transfer(port2, [port2 as never])).catch(() => {}));
+    }
+    const apply = new MessageChannel();
+    transfers.push(apply.port2);
+    const data: PeerWorkerData = {
+      id: i,
+      n: this.n,
+      incarnation,
+      seed: (this.seed + Math.imul(incarnation, 0x9e3779b1)) >>> 0,
+      timing: this.timing,
+      faults: this.faults.sab,
+      ports,
+      applyPort: apply.port2,
+    };
+    const worker = new Worker(workerUrl, { workerData: data, transferList: transfers, execArgv: workerExecArgv() });
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.on('error', (err) => {
+      console.error(`peer ${i} (incarnation ${incarnation}) failed:`, err);
+    });
+    const slot: Slot = { worker, api: Comlink.wrap<PeerApi>(nodeEndpoint(worker)), incarnation, applyPort: apply.port1, exited };
+    this.slots[i] = slot;
+    apply.port1.on('message', (batch: ApplyBatch) => {
+      if (batch.incarnation !== this.slots[i]?.incarnation || !onApply) return;
+      onApply(
+        i,
+        batch.entries.map(([index, term, bytes]) => ({ index, term, command: decodeValue(bytes) })),
+      );
+    });
+    await Promise.all(handoffs);
+    await this.call(i, 'start', (api) => api.getState());
+    this.faults.resetCount(i);
+    this.faults.setIncarnation(i, incarnation);
+  }
+
+  /** Kill peer i's worker: it becomes unreachable at once and its thread is terminated. */
+  async crash(i: number): Promise<void> {
+    this.checkPeer('crash', i);
+    const slot = this.slots[i];
+    if (!slot) return;
+    this.faults.setIncarnation(i, 0);
+    this.slots[i] = undefined;
+    slot.applyPort.close();
+    await slot.worker.terminate();
+  }
+
+  private async call<T>(i: number, what: string, fn: (api: Remote<PeerApi>) => Promise<T>): Promise<T> {
+    this.checkPeer(what, i);
+    const slot = this.slots[i];
+    if (!slot) throw new PeerNotRunningError(i, what);
+    const died = slot.exited.then(() => {
+      throw new PeerNotRunningError(i, what);
+    });
+    return Promise.race([fn(slot.api), died]);
+  }
+
+  /** Propose a command (any msgpack-encodable value) on peer i. */
+  startCommand(i: number, command: unknown): Promise<StartResult> {
+    return this.call(i, 'startCommand', (api) => api.start(encodeValue(command)));
+  }
+
+  getState(i: number): Promise<PeerState> {
+    return this.call(i, 'getState', (api) => api.getState());
+  }
+
+  status(i: number): Promise<PeerStatus> {
+    return this.call(i, 'status', (api) => api.status());
+  }
+
+  /** A port whose messages peer i treats like peer traffic (for tests of bad input). */
+  async openMailbox(i: number): Promise<MessagePort> {
+    const { port1, port2 } = new MessageChannel();
+    await this.call(i, 'openMailbox', (api) => api.attachMailbox(Comlink.transfer(port2, [port2 as never])));
+    return port1;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.faults.shutdown = true;
+    await Promise.all(this.slots.map((_, i) => this.crash(i)));
+    this.closed = true;
+  }
+}
+
+/**
+ * Peer workers run compiled JavaScript and need none of the module hooks a
+ * test runner or loader installs in the main thread (--import, --loader,
+ * --require); inheriting them costs each worker its own loader start-up.
+ * Other flags (source maps, memory limits) are kept.
+ */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let k = 0; k < args.length; k++) {
+    const a = args[k]!;
+    if (/^--(import|loader|experimental-loader|require)$/.test(a) || a === '-r') {
+      k++;
+      continue;
+    }
+    if (/^--(import|loader|experimental-loader|require)=/.test(a)) continue;
+    out.push(a);
+  }
+  return out;
+}

@@ -1,0 +1,172 @@
+import { Packr, Unpackr } from 'msgpackr';
+import { MessageType, type Entry, type Message } from '../raft/types.js';
+
+/**
+ * Wire format of one peer-to-peer frame: a msgpack array
+ *   [fromIncarnation, toIncarnation, type, term, from, to, ...fields]
+ * Arrays rather than maps keep frames small and independent of encoder
+ * history, so the byte count of a frame is what a standalone encoding costs.
+ * Entries travel flattened as [term, data, term, data, ...] with indices
+ * implied by prevLogIndex.
+ */
+export interface Frame {
+  fromInc: number;
+  toInc: number;
+  msg: Message;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+export class DecodeError extends Error {
+  override name = 'DecodeError';
+}
+
+export function encodeFrame(f: Frame): Uint8Array {
+  const m = f.msg;
+  const head = [f.fromInc, f.toInc, m.type, m.term, m.from, m.to];
+  switch (m.type) {
+    case MessageType.Vote:
+      head.push(m.lastLogIndex, m.lastLogTerm);
+      return packr.pack(head);
+    case MessageType.VoteResponse:
+      return packr.pack([...head, m.granted]);
+    case MessageType.Append: {
+      const flat: unknown[] = new Array(m.entries.length * 2);
+      for (let k = 0; k < m.entries.length; k++) {
+        flat[2 * k] = m.entries[k]!.term;
+        flat[2 * k + 1] = m.entries[k]!.data;
+      }
+      return packr.pack([...head, m.prevLogIndex, m.prevLogTerm, m.commit, flat]);
+    }
+    case MessageType.AppendResponse:
+      return packr.pack([...head, m.success, m.index, m.hintTerm, m.hintIndex]);
+    case MessageType.Snapshot:
+      return packr.pack([...head, m.snapshot.index, m.snapshot.term, m.snapshot.data]);
+    case MessageType.SnapshotResponse:
+      return packr.pack([...head, m.index]);
+  }
+}
+
+function int(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new DecodeError(`${what} is not an integer`);
+  return v;
+}
+
+function bool(v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') throw new DecodeError(`${what} is not a boolean`);
+  return v;
+}
+
+function bytes(v: unknown, what: string): Uint8Array {
+  if (!(v instanceof Uint8Array)) throw new DecodeError(`${what} is not binary`);
+  // Copy: a decoded Buffer may be a view that would pin the whole batch in memory.
+  return Uint8Array.prototype.slice.call(v);
+}
+
+/** Validates shape and types; throws DecodeError for anything malformed. */
+export function decodeFrame(raw: unknown): Frame {
+  if (!Array.isArray(raw) || raw.length < 6) throw new DecodeError('frame is not an array of at least 6 items');
+  const fromInc = int(raw[0], 'fromInc');
+  const toInc = int(raw[1], 'toInc');
+  const type = raw[2];
+  const term = int(raw[3], 'term');
+  const from = int(raw[4], 'from');
+  const to = int(raw[5], 'to');
+  let msg: Message;
+  switch (type) {
+    case MessageType.Vote:
+      msg = { type, term, from, to, lastLogIndex: int(raw[6], 'lastLogIndex'), lastLogTerm: int(raw[7], 'lastLogTerm') };
+      break;
+    case MessageType.VoteResponse:
+      msg = { type, term, from, to, granted: bool(raw[6], 'granted') };
+      break;
+    case MessageType.Append: {
+      const prevLogIndex = int(raw[6], 'prevLogIndex');
+      const prevLogTerm = int(raw[7], 'prevLogTerm');
+      const commit = int(raw[8], 'commit');
+      const flat = raw[9];
+      if (!Array.isArray(flat) || flat.length % 2 !== 0) throw new DecodeError('entries are malformed');
+      const entries: Entry[] = new Array(flat.length / 2);
+      for (let k = 0; k < entries.length; k++) {
+        entries[k] = { index: prevLogIndex + 1 + k, term: int(flat[2 * k], 'entry term'), data: bytes(flat[2 * k + 1], 'entry data') };
+      }
+      msg = { type, term, from, to, prevLogIndex, prevLogTerm, commit, entries };
+      break;
+    }
+    case MessageType.AppendResponse:
+      msg = {
+        type,
+        term,
+        from,
+        to,
+        success: bool(raw[6], 'success'),
+        index: int(raw[7], 'index'),
+        hintTerm: int(raw[8], 'hintTerm'),
+        hintIndex: int(raw[9], 'hintIndex'),
+      };
+      break;
+    case MessageType.Snapshot:
+      msg = {
+        type,
+        term,
+        from,
+        to,
+        snapshot: { index: int(raw[6], 'snapshot index'), term: int(raw[7], 'snapshot term'), data: bytes(raw[8], 'snapshot data') },
+      };
+      break;
+    case MessageType.SnapshotResponse:
+      msg = { type, term, from, to, index: int(raw[6], 'index') };
+      break;
+    default:
+      throw new DecodeError(`unknown message type ${String(type)}`);
+  }
+  return { fromInc, toInc, msg };
+}
+
+/** Split a mailbox batch (concatenated msgpack values) into raw values. */
+export function unpackBatch(buf: Uint8Array): unknown[] {
+  return unpackr.unpackMultiple(buf) as unknown[];
+}
+
+/** Encode an application value (a command) as bytes for the log. */
+export function encodeValue(v: unknown): Uint8Array {
+  return packr.pack(v);
+}
+
+export function decodeValue(b: Uint8Array): unknown {
+  return unpackr.unpack(b);
+}
+
+/**
+ * Accumulates encoded frames for one destination and hands them out as one
+ * contiguous buffer, so a whole event-loop turn costs one postMessage.
+ */
+export class BatchBuffer {
+  private buf = new Uint8Array(4096);
+  private len = 0;
+
+  get empty(): boolean {
+    return this.len === 0;
+  }
+
+  push(frame: Uint8Array): void {
+    if (this.len + frame.length > this.buf.length) {
+      let size = this.buf.length * 2;
+      while (size < this.len + frame.length) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(this.buf.subarray(0, this.len));
+      this.buf = next;
+    }
+    this.buf.set(frame, this.len);
+    this.len += frame.length;
+  }
+
+  /** Returns a fresh buffer holding the batch (safe to transfer) and resets. */
+  take(): Uint8Array {
+    const out = this.buf.slice(0, this.len);
+    this.len = 0;
+    if (this.buf.length > 1 << 20) this.buf = new Uint8Array(4096);
+    return out;
+  }
+}

@@ -1,0 +1,506 @@
+import { RaftLog } from './log.js';
+import { Progress } from './progress.js';
+import { committedIndex, majority } from './quorum.js';
+import type { Rng } from './prng.js';
+import {
+  MessageType,
+  RaftOptionError,
+  Role,
+  type AppendRequest,
+  type AppendResponse,
+  type Entry,
+  type HardState,
+  type InitialState,
+  type Message,
+  type PeerId,
+  type Ready,
+  type VoteRequest,
+  type VoteResponse,
+} from './types.js';
+
+export interface CoreOptions {
+  id: PeerId;
+  /** Cluster size; peers are 0..peers-1. */
+  peers: number;
+  /** Election timeout is drawn uniformly from [electionTicks, 2*electionTicks). */
+  electionTicks: number;
+  /** A leader sends heartbeats every heartbeatTicks ticks. */
+  heartbeatTicks: number;
+  /** Source of randomness in [0,1): injected so runs can be replayed. */
+  rng: Rng;
+  /** Restored durable state (term, vote, snapshot, log). */
+  initial?: InitialState;
+  /** Upper bound on entries in one AppendEntries. */
+  maxEntriesPerMessage?: number;
+  /** Upper bound on entry payload bytes in one AppendEntries (at least one entry is always sent). */
+  maxBytesPerMessage?: number;
+  /** Unacknowledged AppendEntries a leader keeps outstanding per follower. */
+  maxInflight?: number;
+}
+
+export interface CoreStatus {
+  id: PeerId;
+  term: number;
+  vote: PeerId;
+  role: Role;
+  leader: PeerId;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+}
+
+function requireInt(option: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new RaftOptionError(option, `must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * The Raft algorithm of Figure 2 of the extended Raft paper as a pure state
+ * machine: no timers, no I/O, no hidden randomness. Feed it tick(), step()
+ * and propose(); drain ready() and call advance() once the Ready is handled.
+ */
+export class RaftCore {
+  readonly id: PeerId;
+  readonly n: number;
+  readonly log: RaftLog;
+  private term: number;
+  private vote: PeerId;
+  private role: Role = Role.Follower;
+  private leader: PeerId = -1;
+
+  private readonly electionTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly rng: Rng;
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  private readonly maxInflight: number;
+
+  private electionElapsed = 0;
+  private randomizedElection = 0;
+  private heartbeatElapsed = 0;
+  private votes = new Set<PeerId>();
+  private progress: Progress[] = [];
+  private needBroadcast = false;
+  private msgs: Message[] = [];
+  private persistedHard: HardState;
+
+  constructor(opts: CoreOptions) {
+    this.n = requireInt('peers', opts.peers, 1);
+    this.id = requireInt('id', opts.id, 0);
+    if (this.id >= this.n) throw new RaftOptionError('id', `must be below peers (${this.n}), got ${this.id}`);
+    this.electionTicks = requireInt('electionTicks', opts.electionTicks, 1);
+    this.heartbeatTicks = requireInt('heartbeatTicks', opts.heartbeatTicks, 1);
+    if (this.heartbeatTicks >= this.electionTicks) {
+      throw new RaftOptionError('heartbeatTicks', `must be below electionTicks (${this.electionTicks})`);
+    }
+    if (typeof opts.rng !== 'function') throw new RaftOptionError('rng', 'must be a function returning [0,1)');
+    this.rng = opts.rng;
+    this.maxEntries = requireInt('maxEntriesPerMessage', opts.maxEntriesPerMessage ?? 4096, 1);
+    this.maxBytes = requireInt('maxBytesPerMessage', opts.maxBytesPerMessage ?? 1 << 20, 1);
+    this.maxInflight = requireInt('maxInflight', opts.maxInflight ?? 256, 1);
+
+    const init = opts.initial;
+    this.term = init?.hardState.term ?? 0;
+    this.vote = init?.hardState.vote ?? -1;
+    this.persistedHard = { term: this.term, vote: this.vote };
+    this.log = new RaftLog(init?.snapshot, init?.entries ?? []);
+    this.resetElectionTimer();
+  }
+
+  status(): CoreStatus {
+    return {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      role: this.role,
+      leader: this.leader,
+      commitIndex: this.log.commitIndex,
+      appliedIndex: this.log.appliedIndex,
+      lastIndex: this.log.lastIndex(),
+      snapshotIndex: this.log.snapshotIndex(),
+    };
+  }
+
+  isLeader(): boolean {
+    return this.role === Role.Leader;
+  }
+
+  currentTerm(): number {
+    return this.term;
+  }
+
+  // ---- inputs ---------------------------------------------------------------
+
+  tick(): void {
+    if (this.role === Role.Leader) {
+      this.heartbeatElapsed++;
+      if (this.heartbeatElapsed >= this.heartbeatTicks) {
+        this.heartbeatElapsed = 0;
+        this.heartbeatRound();
+      } else {
+        this.propagateCommit();
+      }
+      return;
+    }
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElection) this.campaign();
+  }
+
+  /** Append a command if this peer leads; returns where it will sit if it commits. */
+  propose(data: Uint8Array): { index: number; term: number } | undefined {
+    if (this.role !== Role.Leader) return undefined;
+    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, data };
+    this.log.append(entry);
+    this.needBroadcast = true;
+    return { index: entry.index, term: entry.term };
+  }
+
+  step(m: Message): void {
+    if (m.to !== this.id || m.from === this.id || m.from < 0 || m.from >= this.n) return;
+    if (m.term > this.term) {
+      const fromLeader = m.type === MessageType.Append || m.type === MessageType.Snapshot;
+      this.becomeFollower(m.term, fromLeader ? m.from : -1);
+    } else if (m.term < this.term) {
+      this.rejectStale(m);
+      return;
+    }
+    switch (m.type) {
+      case MessageType.Vote:
+        this.handleVote(m);
+        break;
+      case MessageType.VoteResponse:
+        this.handleVoteResponse(m);
+        break;
+      case MessageType.Append:
+        this.handleAppend(m);
+        break;
+      case MessageType.AppendResponse:
+        this.handleAppendResponse(m);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // ---- output ---------------------------------------------------------------
+
+  hasReady(): boolean {
+    this.flushBroadcast();
+    return (
+      this.term !== this.persistedHard.term ||
+      this.vote !== this.persistedHard.vote ||
+      this.log.stableIndex < this.log.lastIndex() ||
+      this.msgs.length > 0 ||
+      this.log.commitIndex > this.log.appliedIndex
+    );
+  }
+
+  ready(): Ready {
+    this.flushBroadcast();
+    const hardChanged = this.term !== this.persistedHard.term || this.vote !== this.persistedHard.vote;
+    const rd: Ready = {
+      entries: this.log.unstableEntries(),
+      messages: this.msgs,
+      committed: this.log.slice(this.log.appliedIndex + 1, this.log.commitIndex),
+    };
+    if (hardChanged) rd.hardState = { term: this.term, vote: this.vote };
+    this.msgs = [];
+    return rd;
+  }
+
+  advance(rd: Ready): void {
+    if (rd.hardState) this.persistedHard = rd.hardState;
+    const last = rd.entries[rd.entries.length - 1];
+    if (last && this.log.term(last.index) === last.term && last.index > this.log.stableIndex) {
+      this.log.stableIndex = last.index;
+    }
+    const applied = rd.committed[rd.committed.length - 1];
+    if (applied && applied.index > this.log.appliedIndex) this.log.appliedIndex = applied.index;
+    if (this.role === Role.Leader) {
+      this.progress[this.id]!.maybeUpdate(this.log.stableIndex);
+      this.maybeCommit();
+    }
+  }
+
+  // ---- elections (5.2) ------------------------------------------------------
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.randomizedElection = this.electionTicks + Math.floor(this.rng() * this.electionTicks);
+  }
+
+  private becomeFollower(term: number, leader: PeerId): void {
+    if (term > this.term) {
+      this.term = term;
+      this.vote = -1;
+    }
+    this.role = Role.Follower;
+    this.leader = leader;
+    this.progress = [];
+    this.votes.clear();
+    this.needBroadcast = false;
+    this.resetElectionTimer();
+  }
+
+  private campaign(): void {
+    this.term++;
+    this.vote = this.id;
+    this.role = Role.Candidate;
+    this.leader = -1;
+    this.votes = new Set([this.id]);
+    this.resetElectionTimer();
+    if (this.votes.size >= majority(this.n)) {
+      this.becomeLeader();
+      return;
+    }
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      this.send({
+        type: MessageType.Vote,
+        from: this.id,
+        to: p,
+        term: this.term,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+      });
+    }
+  }
+
+  private handleVote(m: VoteRequest): void {
+    const free = this.vote === -1 || this.vote === m.from;
+    // 5.4.1: only a candidate whose log is at least as up-to-date may win.
+    const granted = free && this.role === Role.Follower && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    if (granted) {
+      this.vote = m.from;
+      this.resetElectionTimer();
+    }
+    this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted });
+  }
+
+  private handleVoteResponse(m: VoteResponse): void {
+    if (this.role !== Role.Candidate || !m.granted) return;
+    this.votes.add(m.from);
+    if (this.votes.size >= majority(this.n)) this.becomeLeader();
+  }
+
+  private becomeLeader(): void {
+    this.role = Role.Leader;
+    this.leader = this.id;
+    this.heartbeatElapsed = 0;
+    this.progress = [];
+    for (let p = 0; p < this.n; p++) this.progress.push(new Progress(this.log.lastIndex() + 1, this.maxInflight));
+    this.progress[this.id]!.maybeUpdate(this.log.stableIndex);
+    this.progress[this.id]!.becomeReplicate();
+    // Assert leadership at once rather than waiting a heartbeat interval.
+    for (let p = 0; p < this.n; p++) if (p !== this.id) this.sendAppend(p);
+  }
+
+  /** Answer a request from an older term so its sender learns the newer term. */
+  private rejectStale(m: Message): void {
+    if (m.type === MessageType.Vote) {
+      this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted: false });
+    } else if (m.type === MessageType.Append) {
+      this.send({
+        type: MessageType.AppendResponse,
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        success: false,
+        index: m.prevLogIndex,
+        hintTerm: 0,
+        hintIndex: 0,
+      });
+    }
+  }
+
+  // ---- replication (5.3) ----------------------------------------------------
+
+  private handleAppend(m: AppendRequest): void {
+    if (this.role !== Role.Follower) this.becomeFollower(this.term, m.from);
+    this.leader = m.from;
+    this.resetElectionTimer();
+
+    const lastNew = m.prevLogIndex + m.entries.length;
+    let prev = m.prevLogIndex;
+    let prevTerm = m.prevLogTerm;
+    let entries = m.entries;
+    const commit = this.log.commitIndex;
+    if (prev < commit) {
+      // Everything up to our commit index already matches any current leader.
+      entries = entries.filter((e) => e.index > commit);
+      prev = commit;
+      prevTerm = this.log.term(commit)!;
+    }
+
+    const myPrevTerm = this.log.term(prev);
+    if (myPrevTerm === undefined || myPrevTerm !== prevTerm) {
+      const short = myPrevTerm === undefined;
+      this.send({
+        type: MessageType.AppendResponse,
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        success: false,
+        index: m.prevLogIndex,
+        hintTerm: short ? 0 : myPrevTerm,
+        hintIndex: short ? this.log.lastIndex() + 1 : this.log.firstIndexOfTerm(prev, myPrevTerm),
+      });
+      return;
+    }
+
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k]!;
+      const existing = this.log.term(e.index);
+      if (existing === e.term) continue;
+      // A conflicting entry and everything after it goes; an absent one is appended.
+      if (existing !== undefined) this.log.truncateFrom(e.index);
+      for (let j = k; j < entries.length; j++) this.log.append(entries[j]!);
+      break;
+    }
+
+    if (m.commit > this.log.commitIndex) {
+      this.log.commitIndex = Math.max(this.log.commitIndex, Math.min(m.commit, lastNew));
+    }
+    this.send({
+      type: MessageType.AppendResponse,
+      from: this.id,
+      to: m.from,
+      term: this.term,
+      success: true,
+      index: lastNew,
+      hintTerm: 0,
+      hintIndex: 0,
+    });
+  }
+
+  private handleAppendResponse(m: AppendResponse): void {
+    if (this.role !== Role.Leader) return;
+    const pr = this.progress[m.from]!;
+    pr.heardFrom = true;
+    if (m.success) {
+      if (pr.maybeUpdate(m.index)) {
+        if (pr.state === 'probe') pr.becomeReplicate();
+        this.maybeCommit();
+      } else if (pr.state === 'probe') {
+        pr.paused = false;
+      }
+      if (pr.canSend() && pr.next <= this.log.lastIndex()) this.sendAppend(m.from);
+      return;
+    }
+    // A rejection that answers an older message than the one outstanding is stale.
+    if (pr.state === 'replicate' && m.index <= pr.match) return;
+    if (pr.state === 'probe' && m.index !== pr.next - 1) return;
+    let hintNext = m.hintIndex;
+    if (m.hintTerm > 0) {
+      const last = this.log.lastIndexOfTerm(m.hintTerm);
+      if (last > 0) hintNext = last + 1;
+    }
+    pr.becomeProbe();
+    pr.next = Math.max(pr.match + 1, Math.min(hintNext, m.index));
+    this.sendAppend(m.from);
+  }
+
+  /** 5.4.2: only entries of the current term are committed by counting replicas. */
+  private maybeCommit(): void {
+    const n = committedIndex(this.progress.map((p) => p.match));
+    if (n > this.log.commitIndex && this.log.term(n) === this.term) this.log.commitIndex = n;
+  }
+
+  private flushBroadcast(): void {
+    if (!this.needBroadcast) return;
+    this.needBroadcast = false;
+    if (this.role !== Role.Leader) return;
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      const pr = this.progress[p]!;
+      if (pr.canSend() && pr.next <= this.log.lastIndex()) this.sendAppend(p);
+    }
+  }
+
+  private sendAppend(to: PeerId): void {
+    const pr = this.progress[to]!;
+    const prev = pr.next - 1;
+    const prevTerm = this.log.term(prev);
+    if (prevTerm === undefined) return; // compacted away: a snapshot would be needed
+    const entries = this.log.slice(pr.next, this.log.lastIndex(), this.maxEntries);
+    let bytes = 0;
+    for (let k = 0; k < entries.length; k++) {
+      bytes += entries[k]!.data.length;
+      if (bytes > this.maxBytes && k > 0) {
+        entries.length = k;
+        break;
+      }
+    }
+    const commit = this.log.commitIndex;
+    this.send({
+      type: MessageType.Append,
+      from: this.id,
+      to,
+      term: this.term,
+      prevLogIndex: prev,
+      prevLogTerm: prevTerm,
+      entries,
+      commit,
+    });
+    pr.sentCommit = Math.max(pr.sentCommit, Math.min(commit, prev + entries.length));
+    if (entries.length > 0) pr.sentEntries(entries[entries.length - 1]!.index);
+    else if (pr.state === 'probe') pr.paused = true;
+  }
+
+  /** An empty AppendEntries anchored at the known match, so it cannot be refused spuriously. */
+  private sendHeartbeat(to: PeerId): void {
+    const pr = this.progress[to]!;
+    const commit = this.log.commitIndex;
+    this.send({
+      type: MessageType.Append,
+      from: this.id,
+      to,
+      term: this.term,
+      prevLogIndex: pr.match,
+      prevLogTerm: this.log.term(pr.match) ?? 0,
+      entries: [],
+      commit,
+    });
+    pr.sentCommit = Math.max(pr.sentCommit, Math.min(commit, pr.match));
+  }
+
+  private heartbeatRound(): void {
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      const pr = this.progress[p]!;
+      if (pr.state === 'replicate') {
+        if (pr.match < this.log.lastIndex() && !pr.heardFrom) {
+          // Nothing acknowledged for a whole interval: assume the stream was lost.
+          pr.becomeProbe();
+          pr.next = pr.match + 1;
+          this.sendAppend(p);
+        } else if (pr.canSend() && pr.next <= this.log.lastIndex()) {
+          this.sendAppend(p);
+        } else {
+          this.sendHeartbeat(p);
+        }
+      } else if (pr.state === 'probe') {
+        pr.paused = false;
+        this.sendAppend(p);
+      }
+      pr.heardFrom = false;
+    }
+  }
+
+  /** Followers learn a new commit index within one tick instead of one heartbeat. */
+  private propagateCommit(): void {
+    const commit = this.log.commitIndex;
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      const pr = this.progress[p]!;
+      if (pr.state === 'replicate' && pr.sentCommit < Math.min(commit, pr.match)) this.sendHeartbeat(p);
+    }
+  }
+
+  private send(m: Message): void {
+    this.msgs.push(m);
+  }
+}

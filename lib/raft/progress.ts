@@ -1,0 +1,91 @@
+/**
+ * What a leader knows about one follower (etcd's tracker.Progress, reduced).
+ *
+ * probe:     the leader does not know where the follower's log matches; it
+ *            sends one AppendEntries at a time and waits for the answer or the
+ *            next heartbeat before sending another.
+ * replicate: the follower is known to match at `match`; the leader streams
+ *            entries optimistically (next runs ahead of match), with at most
+ *            `maxInflight` unacknowledged AppendEntries outstanding.
+ * snapshot:  the follower needs a snapshot; one InstallSnapshot is outstanding.
+ */
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+export class Progress {
+  match = 0;
+  next: number;
+  state: ProgressState = 'probe';
+  /** In probe state: an AppendEntries is outstanding, wait before sending another. */
+  paused = false;
+  /** Highest commit index sent to this follower. */
+  sentCommit = 0;
+  /** Any answer from the follower since the last heartbeat round. */
+  heardFrom = false;
+  /** Last index carried by each unacknowledged AppendEntries, oldest first. */
+  private inflight: number[] = [];
+  /** Snapshot index being sent, in snapshot state. */
+  pendingSnapshot = 0;
+
+  constructor(next: number, readonly maxInflight: number) {
+    this.next = next;
+  }
+
+  becomeProbe(): void {
+    this.state = 'probe';
+    this.paused = false;
+    this.inflight = [];
+    this.next = Math.max(this.next, this.match + 1);
+  }
+
+  becomeReplicate(): void {
+    this.state = 'replicate';
+    this.paused = false;
+    this.inflight = [];
+    this.next = this.match + 1;
+  }
+
+  becomeSnapshot(index: number): void {
+    this.state = 'snapshot';
+    this.paused = false;
+    this.inflight = [];
+    this.pendingSnapshot = index;
+  }
+
+  /** Record an acknowledged match; returns true if it moved forward. */
+  maybeUpdate(index: number): boolean {
+    let moved = false;
+    if (index > this.match) {
+      this.match = index;
+      moved = true;
+    }
+    if (this.next < index + 1) this.next = index + 1;
+    while (this.inflight.length > 0 && this.inflight[0]! <= index) this.inflight.shift();
+    return moved;
+  }
+
+  /** Sent entries up to `last` (replicate state streams ahead). */
+  sentEntries(last: number): void {
+    if (this.state === 'replicate') {
+      this.next = last + 1;
+      this.inflight.push(last);
+    } else if (this.state === 'probe') {
+      this.paused = true;
+    }
+  }
+
+  inflightFull(): boolean {
+    return this.inflight.length >= this.maxInflight;
+  }
+
+  /** May the leader send entries to this follower now? */
+  canSend(): boolean {
+    switch (this.state) {
+      case 'probe':
+        return !this.paused;
+      case 'replicate':
+        return !this.inflightFull();
+      case 'snapshot':
+        return false;
+    }
+  }
+}

@@ -1,0 +1,135 @@
+/** Identifies a peer inside one cluster: its position 0..n-1. */
+export type PeerId = number;
+
+/** A log entry. `data` is opaque to the core (the service's encoded command). */
+export interface Entry {
+  index: number;
+  term: number;
+  data: Uint8Array;
+}
+
+/** What Figure 2 calls persistent state, apart from the log. */
+export interface HardState {
+  term: number;
+  /** Candidate voted for in `term`, or -1 for none. */
+  vote: PeerId;
+}
+
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+}
+
+export interface Snapshot extends SnapshotMeta {
+  data: Uint8Array;
+}
+
+export const MessageType = {
+  Vote: 1,
+  VoteResponse: 2,
+  Append: 3,
+  AppendResponse: 4,
+  Snapshot: 5,
+  SnapshotResponse: 6,
+} as const;
+export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
+
+interface Envelope {
+  from: PeerId;
+  to: PeerId;
+  term: number;
+}
+
+export interface VoteRequest extends Envelope {
+  type: typeof MessageType.Vote;
+  lastLogIndex: number;
+  lastLogTerm: number;
+}
+
+export interface VoteResponse extends Envelope {
+  type: typeof MessageType.VoteResponse;
+  granted: boolean;
+}
+
+export interface AppendRequest extends Envelope {
+  type: typeof MessageType.Append;
+  prevLogIndex: number;
+  prevLogTerm: number;
+  entries: Entry[];
+  commit: number;
+}
+
+/**
+ * On success `index` is the highest index now known to match the leader.
+ * On rejection `index` is the rejected prevLogIndex and the hint fields carry
+ * the fast-backup information: `hintTerm` is the follower's term at
+ * prevLogIndex (0 when its log is too short) and `hintIndex` is the first
+ * index the follower holds for that term (or its last index + 1 when short).
+ */
+export interface AppendResponse extends Envelope {
+  type: typeof MessageType.AppendResponse;
+  success: boolean;
+  index: number;
+  hintTerm: number;
+  hintIndex: number;
+}
+
+export interface SnapshotRequest extends Envelope {
+  type: typeof MessageType.Snapshot;
+  snapshot: Snapshot;
+}
+
+export interface SnapshotResponse extends Envelope {
+  type: typeof MessageType.SnapshotResponse;
+  /** The snapshot index the follower now holds (or already held). */
+  index: number;
+}
+
+export type Message =
+  | VoteRequest
+  | VoteResponse
+  | AppendRequest
+  | AppendResponse
+  | SnapshotRequest
+  | SnapshotResponse;
+
+export function isRequest(m: Message): boolean {
+  return m.type === MessageType.Vote || m.type === MessageType.Append || m.type === MessageType.Snapshot;
+}
+
+export const Role = {
+  Follower: 'follower',
+  Candidate: 'candidate',
+  Leader: 'leader',
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+/**
+ * One batch of work handed out by the core. The host must, in order:
+ * persist `hardState`, `snapshot` and `entries` (deleting every stored entry
+ * at or after entries[0].index first) in one atomic write; then send
+ * `messages`; then apply `snapshot` (if any) and `committed`; then call
+ * `advance(ready)`.
+ */
+export interface Ready {
+  hardState?: HardState;
+  snapshot?: Snapshot;
+  entries: Entry[];
+  messages: Message[];
+  committed: Entry[];
+}
+
+/** What a host's storage hands back to a restarted core. */
+export interface InitialState {
+  hardState: HardState;
+  snapshot?: SnapshotMeta;
+  entries: Entry[];
+}
+
+/** Thrown for invalid options or arguments; `option` names the culprit. */
+export class RaftOptionError extends Error {
+  override name = 'RaftOptionError';
+  constructor(readonly option: string, message: string) {
+    super(`${option}: ${message}`);
+  }
+}

@@ -1,0 +1,37 @@
+import type { InitialState, Ready } from '../lib/raft/types.js';
+
+/**
+ * Where a peer keeps what Figure 2 calls persistent state. `save` writes one
+ * Ready atomically (hard state, snapshot, entries; entries at or after the
+ * first given index replace what was stored there) and returns only once it
+ * is durable, because the peer sends the Ready's messages right after.
+ */
+export interface Storage {
+  load(): InitialState;
+  save(rd: Ready): void;
+  close(): void;
+}
+
+/** Volatile storage: state lives as long as the worker. A restart starts empty. */
+export class MemoryStorage implements Storage {
+  private state: InitialState = { hardState: { term: 0, vote: -1 }, entries: [] };
+
+  load(): InitialState {
+    return { hardState: { ...this.state.hardState }, snapshot: this.state.snapshot, entries: this.state.entries.slice() };
+  }
+
+  save(rd: Ready): void {
+    if (rd.hardState) this.state.hardState = { ...rd.hardState };
+    if (rd.snapshot) {
+      const s = rd.snapshot;
+      this.state.snapshot = { index: s.index, term: s.term };
+      this.state.entries = this.state.entries.filter((e) => e.index > s.index);
+    }
+    if (rd.entries.length > 0) {
+      const first = rd.entries[0]!.index;
+      this.state.entries = this.state.entries.filter((e) => e.index < first).concat(rd.entries);
+    }
+  }
+
+  close(): void {}
+}

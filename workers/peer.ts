@@ -1,0 +1,106 @@
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { Comlink, nodeEndpoint } from '../lib/net/comlink.js';
+import { FaultState } from '../lib/net/faults.js';
+import { PeerTransport } from '../lib/net/transport.js';
+import { RaftCore } from '../lib/raft/core.js';
+import { seededRng } from '../lib/raft/prng.js';
+import type { ApplyBatch, PeerApi, PeerWorkerData, StartResult } from '../lib/peer-protocol.js';
+import { MemoryStorage } from '../storage/storage.js';
+
+/**
+ * The peer actor: one Raft core in its own worker thread. Every input (a
+ * mailbox batch, a tick, a proposal) only feeds the core and schedules one
+ * drain for the end of the turn; the drain persists, sends, applies and
+ * advances, so a turn's proposals share one write and one message per peer.
+ */
+const wd = workerData as PeerWorkerData;
+const faults = new FaultState(wd.n, wd.faults);
+const storage = new MemoryStorage();
+const core = new RaftCore({
+  id: wd.id,
+  peers: wd.n,
+  electionTicks: wd.timing.electionTicks,
+  heartbeatTicks: wd.timing.heartbeatTicks,
+  rng: seededRng(wd.seed),
+  initial: storage.load(),
+});
+
+let drainScheduled = false;
+let stopped = false;
+let persistedWaiters: (() => void)[] = [];
+
+function schedule(): void {
+  if (drainScheduled || stopped) return;
+  drainScheduled = true;
+  setImmediate(drain);
+}
+
+const transport = new PeerTransport(wd.id, wd.incarnation, faults, (m) => core.step(m), schedule);
+for (const [peer, port] of Object.entries(wd.ports)) transport.setPort(Number(peer), port);
+
+function drain(): void {
+  drainScheduled = false;
+  if (stopped) return;
+  while (core.hasReady()) {
+    const rd = core.ready();
+    storage.save(rd);
+    for (const m of rd.messages) transport.send(m);
+    if (rd.committed.length > 0) {
+      const batch: ApplyBatch = {
+        incarnation: wd.incarnation,
+        entries: rd.committed.map((e) => [e.index, e.term, e.data]),
+      };
+      wd.applyPort.postMessage(batch);
+    }
+    core.advance(rd);
+  }
+  transport.flush();
+  const waiters = persistedWaiters;
+  persistedWaiters = [];
+  for (const w of waiters) w();
+}
+
+const ticker = setInterval(() => {
+  core.tick();
+  schedule();
+}, wd.timing.tickMs);
+
+function stop(): void {
+  if (stopped) return;
+  stopped = true;
+  clearInterval(ticker);
+  transport.close();
+  wd.applyPort.close();
+  storage.close();
+  for (const w of persistedWaiters) w();
+  persistedWaiters = [];
+}
+
+const api: PeerApi = {
+  async start(command: Uint8Array): Promise<StartResult> {
+    if (stopped) throw new Error(`peer ${wd.id} is stopped`);
+    const placed = core.propose(command);
+    if (!placed) return { index: -1, term: core.currentTerm(), isLeader: false };
+    // Answer once the entry is durable, never after replication.
+    await new Promise<void>((resolve) => {
+      persistedWaiters.push(resolve);
+      schedule();
+    });
+    return { index: placed.index, term: placed.term, isLeader: true };
+  },
+  getState() {
+    return { term: core.currentTerm(), isLeader: core.isLeader() };
+  },
+  status() {
+    return { ...core.status(), incarnation: wd.incarnation, garbage: faults.garbage(wd.id) };
+  },
+  setPeerPort(peer: number, port: MessagePort) {
+    transport.setPort(peer, port);
+  },
+  attachMailbox(port: MessagePort) {
+    transport.addMailbox(port);
+  },
+  stop,
+};
+
+Comlink.expose(api, nodeEndpoint(parentPort));
