@@ -1,0 +1,96 @@
+import t from 'tap';
+import { encode } from 'msgpackr';
+import { Cluster, OptionError, PeerNotRunningError, ClusterClosedError } from '../../lib/index.js';
+import { Config, sleep } from '../../lib/testing/index.js';
+
+t.test('invalid cluster options throw an OptionError naming the option', async (t) => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ peers: 0 }, 'peers'],
+    [{ peers: 2.5 }, 'peers'],
+    [{ peers: 3, tickMs: 0 }, 'tickMs'],
+    [{ peers: 3, tickMs: 1.5 }, 'tickMs'],
+    [{ peers: 3, electionTicks: 12.5 }, 'electionTicks'],
+    [{ peers: 3, heartbeatTicks: '10' }, 'heartbeatTicks'],
+    [{ peers: 3, electionTicks: 10, heartbeatTicks: 10 }, 'heartbeatTicks'],
+  ];
+  for (const [opts, option] of cases) {
+    let thrown: unknown;
+    try {
+      new Cluster(opts as never);
+    } catch (e) {
+      thrown = e;
+    }
+    t.ok(thrown instanceof OptionError, `${JSON.stringify(opts)} throws an OptionError`);
+    t.equal((thrown as OptionError).option, option, `${JSON.stringify(opts)} names ${option}`);
+    t.match((thrown as Error).message, new RegExp(`^${option}: must be`), 'the message says what is expected');
+  }
+});
+
+t.test('a peer index out of range throws an OptionError naming the peer', async (t) => {
+  const c = new Cluster({ peers: 3 });
+  try {
+    for (const bad of [-1, 3, 1.5]) {
+      await t.rejects(c.start(bad), { name: 'RaftOptionError', option: 'peer' }, `start(${bad})`);
+      await t.rejects(c.getState(bad), { name: 'RaftOptionError', option: 'peer' }, `getState(${bad})`);
+    }
+  } finally {
+    await c.close();
+  }
+});
+
+t.test('Start() on a killed peer rejects with PeerNotRunningError', async (t) => {
+  const c = new Cluster({ peers: 3 });
+  try {
+    await c.start(0);
+    await c.crash(0);
+    const err = await c.startCommand(0, 42).then(() => undefined, (e: unknown) => e);
+    t.ok(err instanceof PeerNotRunningError, 'rejects with PeerNotRunningError');
+    t.equal((err as PeerNotRunningError).peer, 0, 'naming the peer');
+    t.match((err as Error).message, /peer 0 is not running/, 'with a message a user can act on');
+    await t.rejects(c.startCommand(1, 42), PeerNotRunningError, 'a peer never started is not running either');
+  } finally {
+    await c.close();
+  }
+  await t.rejects(c.startCommand(0, 1), ClusterClosedError, 'a closed cluster refuses calls');
+});
+
+t.test('a call in flight when its peer is crashed rejects instead of hanging', async (t) => {
+  const c = new Cluster({ peers: 1 });
+  try {
+    await c.start(0);
+    const calls = Array.from({ length: 50 }, (_, k) => c.startCommand(0, k).then(() => 'done', (e: unknown) => e));
+    await c.crash(0);
+    const outcomes = await Promise.all(calls);
+    t.ok(
+      outcomes.every((o) => o === 'done' || o instanceof PeerNotRunningError),
+      'every call either finished or was rejected with PeerNotRunningError',
+    );
+  } finally {
+    await c.close();
+  }
+});
+
+t.test('garbage in a mailbox is dropped and counted, and the cluster still commits', async (t) => {
+  const cfg = await Config.make(3, false, false, { log: (l) => t.comment(l) });
+  await cfg.run(async () => {
+    await cfg.one(1, 3, false);
+    const ports = await Promise.all([0, 1, 2].map((i) => cfg.cluster.openMailbox(i)));
+    for (const port of ports) {
+      port.postMessage(new Uint8Array([0x93, 0x01])); // truncated: an array of 3 holding one item
+      port.postMessage('not even bytes');
+      port.postMessage(encode([1, 1, 99, 1, 0, 1])); // well-formed frame, unknown message type
+      port.postMessage(encode([1, 1, 3, 'term', 0, 1, 0, 0, 0, []])); // Append with a string term
+      port.postMessage(encode({ hello: 'world' }));
+    }
+    // The drops happen asynchronously in the workers; wait until all are counted.
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && [0, 1, 2].some((i) => cfg.cluster.faults.garbage(i) < 5)) await sleep(20);
+    for (let i = 0; i < 3; i++) {
+      t.equal(cfg.cluster.faults.garbage(i), 5, `peer ${i} dropped and counted all five bad messages`);
+      t.equal((await cfg.cluster.status(i)).garbage, 5, `peer ${i} reports the count in its status`);
+    }
+    const index = await cfg.one(2, 3, false);
+    t.equal(index, 2, 'the cluster still commits on all three peers');
+    for (const p of ports) p.close();
+  });
+});
