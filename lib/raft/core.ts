@@ -303,16 +303,7 @@ export class RaftCore {
     if (m.type === MessageType.Vote) {
       this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted: false });
     } else if (m.type === MessageType.Append) {
-      this.send({
-        type: MessageType.AppendResponse,
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        success: false,
-        index: m.prevLogIndex,
-        hintTerm: 0,
-        hintIndex: 0,
-      });
+      this.respondAppend(m.from, false, m.prevLogIndex, 0, 0);
     }
   }
 
@@ -337,17 +328,8 @@ export class RaftCore {
 
     const myPrevTerm = this.log.term(prev);
     if (myPrevTerm === undefined || myPrevTerm !== prevTerm) {
-      const short = myPrevTerm === undefined;
-      this.send({
-        type: MessageType.AppendResponse,
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        success: false,
-        index: m.prevLogIndex,
-        hintTerm: short ? 0 : myPrevTerm,
-        hintIndex: short ? this.log.lastIndex() + 1 : this.log.firstIndexOfTerm(prev, myPrevTerm),
-      });
+      if (myPrevTerm === undefined) this.respondAppend(m.from, false, m.prevLogIndex, 0, this.log.lastIndex() + 1);
+      else this.respondAppend(m.from, false, m.prevLogIndex, myPrevTerm, this.log.firstIndexOfTerm(prev, myPrevTerm));
       return;
     }
 
@@ -364,16 +346,11 @@ export class RaftCore {
     if (m.commit > this.log.commitIndex) {
       this.log.commitIndex = Math.max(this.log.commitIndex, Math.min(m.commit, lastNew));
     }
-    this.send({
-      type: MessageType.AppendResponse,
-      from: this.id,
-      to: m.from,
-      term: this.term,
-      success: true,
-      index: lastNew,
-      hintTerm: 0,
-      hintIndex: 0,
-    });
+    this.respondAppend(m.from, true, lastNew, 0, 0);
+  }
+
+  private respondAppend(to: PeerId, success: boolean, index: number, hintTerm: number, hintIndex: number): void {
+    this.send({ type: MessageType.AppendResponse, from: this.id, to, term: this.term, success, index, hintTerm, hintIndex });
   }
 
   private handleAppendResponse(m: AppendResponse): void {
