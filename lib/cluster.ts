@@ -26,7 +26,14 @@ export interface Applied {
   command: unknown;
 }
 
-export type ApplyListener = (peer: number, entries: Applied[]) => void;
+/** A snapshot on the apply stream: the service must restore it before the entries that follow. */
+export interface AppliedSnapshot {
+  index: number;
+  term: number;
+  data: Uint8Array;
+}
+
+export type ApplyListener = (peer: number, entries: Applied[], snapshot?: AppliedSnapshot) => void;
 
 interface Slot {
   worker: Worker;
@@ -132,6 +139,7 @@ export class Cluster {
       onApply(
         i,
         batch.entries.map(([index, term, bytes]) => ({ index, term, command: decodeValue(bytes) })),
+        batch.snapshot,
       );
     });
     await Promise.all(handoffs);
@@ -172,6 +180,11 @@ export class Cluster {
 
   status(i: number): Promise<PeerStatus> {
     return this.call(i, 'status', (api) => api.status());
+  }
+
+  /** Tell peer i that its service captured everything through `index` in `data`. */
+  snapshot(i: number, index: number, data: Uint8Array): Promise<void> {
+    return this.call(i, 'snapshot', (api) => api.snapshot(index, data));
   }
 
   /** A port whose messages peer i treats like peer traffic (for tests of bad input). */

@@ -40,9 +40,13 @@ export interface PeerStatus extends CoreStatus {
   garbage: number;
 }
 
-/** One batch on the apply stream: [index, term, command bytes] per entry. */
+/**
+ * One batch on the apply stream: a snapshot to restore first (on restart, or
+ * received from the leader), then [index, term, command bytes] per entry.
+ */
 export interface ApplyBatch {
   incarnation: number;
+  snapshot?: { index: number; term: number; data: Uint8Array };
   entries: [number, number, Uint8Array][];
 }
 
@@ -51,6 +55,8 @@ export interface PeerApi {
   start(command: Uint8Array): Promise<StartResult>;
   getState(): PeerState;
   status(): PeerStatus;
+  /** The service captured everything through `index` in `data`: compact the log. */
+  snapshot(index: number, data: Uint8Array): void;
   setPeerPort(peer: number, port: MessagePort): void;
   attachMailbox(port: MessagePort): void;
   stop(): void;

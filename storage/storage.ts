@@ -21,16 +21,19 @@ export class MemoryStorage implements Storage {
   }
 
   save(rd: Ready): void {
-    if (rd.hardState) this.state.hardState = { ...rd.hardState };
+    const st = this.state;
+    if (rd.hardState) st.hardState = { ...rd.hardState };
     if (rd.snapshot) {
       const s = rd.snapshot;
-      this.state.snapshot = { index: s.index, term: s.term };
-      this.state.entries = this.state.entries.filter((e) => e.index > s.index);
+      st.snapshot = s;
+      st.entries = st.entries.filter((e) => e.index > s.index);
     }
     if (rd.entries.length > 0) {
       const first = rd.entries[0]!.index;
-      this.state.entries = this.state.entries.filter((e) => e.index < first).concat(rd.entries);
+      st.entries = st.entries.filter((e) => e.index < first).concat(rd.entries);
     }
+    const last = st.entries[st.entries.length - 1];
+    if (last && last.index > rd.lastIndex) st.entries = st.entries.filter((e) => e.index <= rd.lastIndex);
   }
 
   close(): void {}

@@ -16,14 +16,20 @@ import { MemoryStorage } from '../storage/storage.js';
 const wd = workerData as PeerWorkerData;
 const faults = new FaultState(wd.n, wd.faults);
 const storage = new MemoryStorage();
+const initial = storage.load();
 const core = new RaftCore({
   id: wd.id,
   peers: wd.n,
   electionTicks: wd.timing.electionTicks,
   heartbeatTicks: wd.timing.heartbeatTicks,
   rng: seededRng(wd.seed),
-  initial: storage.load(),
+  initial,
 });
+// The service starts from the stored snapshot, before any entry is applied.
+if (initial.snapshot && initial.snapshot.index > 0) {
+  const { index, term, data } = initial.snapshot;
+  wd.applyPort.postMessage({ incarnation: wd.incarnation, snapshot: { index, term, data }, entries: [] } satisfies ApplyBatch);
+}
 
 let drainScheduled = false;
 let stopped = false;
@@ -45,11 +51,15 @@ function drain(): void {
     const rd = core.ready();
     storage.save(rd);
     for (const m of rd.messages) transport.send(m);
-    if (rd.committed.length > 0) {
+    if (rd.committed.length > 0 || rd.applySnapshot) {
       const batch: ApplyBatch = {
         incarnation: wd.incarnation,
         entries: rd.committed.map((e) => [e.index, e.term, e.data]),
       };
+      if (rd.applySnapshot) {
+        const { index, term, data } = rd.applySnapshot;
+        batch.snapshot = { index, term, data };
+      }
       wd.applyPort.postMessage(batch);
     }
     core.advance(rd);
@@ -93,6 +103,10 @@ const api: PeerApi = {
   },
   status() {
     return { ...core.status(), incarnation: wd.incarnation, garbage: faults.garbage(wd.id) };
+  },
+  snapshot(index: number, data: Uint8Array) {
+    if (stopped) throw new Error(`peer ${wd.id} is stopped`);
+    if (core.compact(index, data)) schedule();
   },
   setPeerPort(peer: number, port: MessagePort) {
     transport.setPort(peer, port);

@@ -14,6 +14,9 @@ import {
   type Message,
   type PeerId,
   type Ready,
+  type Snapshot,
+  type SnapshotRequest,
+  type SnapshotResponse,
   type VoteRequest,
   type VoteResponse,
 } from './types.js';
@@ -36,6 +39,22 @@ export interface CoreOptions {
   maxBytesPerMessage?: number;
   /** Unacknowledged AppendEntries a leader keeps outstanding per follower. */
   maxInflight?: number;
+  /**
+   * Test-only: deliberately broken rules, so the simulator can prove it
+   * catches them. Never set outside tests.
+   */
+  bugs?: PlantedBugs;
+}
+
+export interface PlantedBugs {
+  /** Grant votes without the 5.4.1 up-to-date check. */
+  voteWithoutLogCheck?: boolean;
+  /** Commit entries of earlier terms by counting replicas (violates 5.4.2). */
+  commitPreviousTerm?: boolean;
+  /** Overwrite conflicting entries in place but keep the conflicting suffix after them. */
+  keepConflictingSuffix?: boolean;
+  /** Never hand a vote to storage: it is lost on restart. */
+  forgetVote?: boolean;
 }
 
 export interface CoreStatus {
@@ -49,6 +68,9 @@ export interface CoreStatus {
   lastIndex: number;
   snapshotIndex: number;
 }
+
+/** Heartbeat rounds without an answer before an InstallSnapshot is sent again. */
+const SNAPSHOT_RETRY_ROUNDS = 3;
 
 function requireInt(option: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
@@ -77,6 +99,7 @@ export class RaftCore {
   private readonly maxEntries: number;
   private readonly maxBytes: number;
   private readonly maxInflight: number;
+  private readonly bugs: PlantedBugs;
 
   private electionElapsed = 0;
   private randomizedElection = 0;
@@ -86,6 +109,10 @@ export class RaftCore {
   private needBroadcast = false;
   private msgs: Message[] = [];
   private persistedHard: HardState;
+  /** The latest snapshot, kept whole so a leader can ship it to a lagging follower. */
+  private snapshot: Snapshot;
+  private unpersistedSnapshot: Snapshot | undefined;
+  private unappliedSnapshot: Snapshot | undefined;
 
   constructor(opts: CoreOptions) {
     this.n = requireInt('peers', opts.peers, 1);
@@ -101,12 +128,14 @@ export class RaftCore {
     this.maxEntries = requireInt('maxEntriesPerMessage', opts.maxEntriesPerMessage ?? 4096, 1);
     this.maxBytes = requireInt('maxBytesPerMessage', opts.maxBytesPerMessage ?? 1 << 20, 1);
     this.maxInflight = requireInt('maxInflight', opts.maxInflight ?? 256, 1);
+    this.bugs = opts.bugs ?? {};
 
     const init = opts.initial;
     this.term = init?.hardState.term ?? 0;
     this.vote = init?.hardState.vote ?? -1;
     this.persistedHard = { term: this.term, vote: this.vote };
-    this.log = new RaftLog(init?.snapshot, init?.entries ?? []);
+    this.snapshot = init?.snapshot ?? { index: 0, term: 0, data: new Uint8Array(0) };
+    this.log = new RaftLog(this.snapshot, init?.entries ?? []);
     this.resetElectionTimer();
   }
 
@@ -180,9 +209,37 @@ export class RaftCore {
       case MessageType.AppendResponse:
         this.handleAppendResponse(m);
         break;
-      default:
+      case MessageType.Snapshot:
+        this.handleSnapshot(m);
+        break;
+      case MessageType.SnapshotResponse:
+        this.handleSnapshotResponse(m);
         break;
     }
+  }
+
+  /**
+   * The service has captured everything up to and including `index` in
+   * `data`: discard the log through `index` (section 7). Calls at or below
+   * the current snapshot are ignored; `index` may not pass what was applied.
+   */
+  compact(index: number, data: Uint8Array): boolean {
+    if (!Number.isSafeInteger(index) || index < 0) throw new RaftOptionError('index', `must be a non-negative integer, got ${String(index)}`);
+    if (!(data instanceof Uint8Array)) throw new RaftOptionError('data', 'must be a Uint8Array');
+    if (index <= this.log.snapshotIndex()) return false;
+    if (index > this.log.appliedIndex) {
+      throw new RaftOptionError('index', `cannot snapshot at ${index}: only ${this.log.appliedIndex} is applied`);
+    }
+    const term = this.log.term(index)!;
+    this.log.compactTo(index, term);
+    this.snapshot = { index, term, data };
+    this.unpersistedSnapshot = this.snapshot;
+    return true;
+  }
+
+  /** The latest snapshot (index 0 and no data when none was taken). */
+  latestSnapshot(): Snapshot {
+    return this.snapshot;
   }
 
   // ---- output ---------------------------------------------------------------
@@ -194,7 +251,9 @@ export class RaftCore {
       this.vote !== this.persistedHard.vote ||
       this.log.stableIndex < this.log.lastIndex() ||
       this.msgs.length > 0 ||
-      this.log.commitIndex > this.log.appliedIndex
+      this.log.commitIndex > this.log.appliedIndex ||
+      this.unpersistedSnapshot !== undefined ||
+      this.unappliedSnapshot !== undefined
     );
   }
 
@@ -203,16 +262,21 @@ export class RaftCore {
     const hardChanged = this.term !== this.persistedHard.term || this.vote !== this.persistedHard.vote;
     const rd: Ready = {
       entries: this.log.unstableEntries(),
+      lastIndex: this.log.lastIndex(),
       messages: this.msgs,
       committed: this.log.slice(this.log.appliedIndex + 1, this.log.commitIndex),
     };
-    if (hardChanged) rd.hardState = { term: this.term, vote: this.vote };
+    if (hardChanged) rd.hardState = { term: this.term, vote: this.bugs.forgetVote ? -1 : this.vote };
+    if (this.unpersistedSnapshot) rd.snapshot = this.unpersistedSnapshot;
+    if (this.unappliedSnapshot) rd.applySnapshot = this.unappliedSnapshot;
     this.msgs = [];
     return rd;
   }
 
   advance(rd: Ready): void {
-    if (rd.hardState) this.persistedHard = rd.hardState;
+    if (rd.hardState) this.persistedHard = this.bugs.forgetVote ? { term: rd.hardState.term, vote: this.vote } : rd.hardState;
+    if (rd.snapshot === this.unpersistedSnapshot) this.unpersistedSnapshot = undefined;
+    if (rd.applySnapshot === this.unappliedSnapshot) this.unappliedSnapshot = undefined;
     const last = rd.entries[rd.entries.length - 1];
     if (last && this.log.term(last.index) === last.term && last.index > this.log.stableIndex) {
       this.log.stableIndex = last.index;
@@ -272,7 +336,8 @@ export class RaftCore {
   private handleVote(m: VoteRequest): void {
     const free = this.vote === -1 || this.vote === m.from;
     // 5.4.1: only a candidate whose log is at least as up-to-date may win.
-    const granted = free && this.role === Role.Follower && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    const upToDate = this.bugs.voteWithoutLogCheck || this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    const granted = free && this.role === Role.Follower && upToDate;
     if (granted) {
       this.vote = m.from;
       this.resetElectionTimer();
@@ -304,6 +369,8 @@ export class RaftCore {
       this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted: false });
     } else if (m.type === MessageType.Append) {
       this.respondAppend(m.from, false, m.prevLogIndex, 0, 0);
+    } else if (m.type === MessageType.Snapshot) {
+      this.send({ type: MessageType.SnapshotResponse, from: this.id, to: m.from, term: this.term, index: 0 });
     }
   }
 
@@ -337,6 +404,10 @@ export class RaftCore {
       const e = entries[k]!;
       const existing = this.log.term(e.index);
       if (existing === e.term) continue;
+      if (existing !== undefined && this.bugs.keepConflictingSuffix) {
+        this.log.overwrite(e);
+        continue;
+      }
       // A conflicting entry and everything after it goes; an absent one is appended.
       if (existing !== undefined) this.log.truncateFrom(e.index);
       for (let j = k; j < entries.length; j++) this.log.append(entries[j]!);
@@ -359,7 +430,7 @@ export class RaftCore {
     pr.heardFrom = true;
     if (m.success) {
       if (pr.maybeUpdate(m.index)) {
-        if (pr.state === 'probe') pr.becomeReplicate();
+        if (pr.state === 'probe' || (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot)) pr.becomeReplicate();
         this.maybeCommit();
       } else if (pr.state === 'probe') {
         pr.paused = false;
@@ -367,7 +438,9 @@ export class RaftCore {
       if (pr.canSend() && pr.next <= this.log.lastIndex()) this.sendAppend(m.from);
       return;
     }
-    // A rejection that answers an older message than the one outstanding is stale.
+    // A rejection that answers an older message than the one outstanding is stale;
+    // while a snapshot is outstanding only its answer moves the follower on.
+    if (pr.state === 'snapshot') return;
     if (pr.state === 'replicate' && m.index <= pr.match) return;
     if (pr.state === 'probe' && m.index !== pr.next - 1) return;
     let hintNext = m.hintIndex;
@@ -380,10 +453,48 @@ export class RaftCore {
     this.sendAppend(m.from);
   }
 
+  // ---- log compaction (7) ----------------------------------------------------
+
+  private handleSnapshot(m: SnapshotRequest): void {
+    if (this.role !== Role.Follower) this.becomeFollower(this.term, m.from);
+    this.leader = m.from;
+    this.resetElectionTimer();
+    const snap = m.snapshot;
+    if (snap.index <= this.log.commitIndex) {
+      // Nothing new: our committed prefix already covers it and matches any current leader.
+      this.send({ type: MessageType.SnapshotResponse, from: this.id, to: m.from, term: this.term, index: this.log.commitIndex });
+      return;
+    }
+    // Keep the entries that follow a matching snapshot point; otherwise the whole log goes.
+    this.log.compactTo(snap.index, snap.term);
+    this.snapshot = snap;
+    this.unpersistedSnapshot = snap;
+    this.unappliedSnapshot = snap;
+    this.send({ type: MessageType.SnapshotResponse, from: this.id, to: m.from, term: this.term, index: snap.index });
+  }
+
+  private handleSnapshotResponse(m: SnapshotResponse): void {
+    if (this.role !== Role.Leader) return;
+    const pr = this.progress[m.from]!;
+    pr.heardFrom = true;
+    pr.maybeUpdate(m.index);
+    if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
+      pr.becomeProbe();
+      this.maybeCommit();
+      this.sendAppend(m.from);
+    }
+  }
+
+  private sendSnapshot(to: PeerId): void {
+    const pr = this.progress[to]!;
+    this.send({ type: MessageType.Snapshot, from: this.id, to, term: this.term, snapshot: this.snapshot });
+    pr.becomeSnapshot(this.snapshot.index);
+  }
+
   /** 5.4.2: only entries of the current term are committed by counting replicas. */
   private maybeCommit(): void {
     const n = committedIndex(this.progress.map((p) => p.match));
-    if (n > this.log.commitIndex && this.log.term(n) === this.term) this.log.commitIndex = n;
+    if (n > this.log.commitIndex && (this.log.term(n) === this.term || this.bugs.commitPreviousTerm)) this.log.commitIndex = n;
   }
 
   private flushBroadcast(): void {
@@ -401,7 +512,11 @@ export class RaftCore {
     const pr = this.progress[to]!;
     const prev = pr.next - 1;
     const prevTerm = this.log.term(prev);
-    if (prevTerm === undefined) return; // compacted away: a snapshot would be needed
+    if (prevTerm === undefined) {
+      // The entries this follower needs are compacted away.
+      this.sendSnapshot(to);
+      return;
+    }
     const entries = this.log.slice(pr.next, this.log.lastIndex(), this.maxEntries);
     let bytes = 0;
     for (let k = 0; k < entries.length; k++) {
@@ -462,6 +577,11 @@ export class RaftCore {
       } else if (pr.state === 'probe') {
         pr.paused = false;
         this.sendAppend(p);
+      } else if (pr.heardFrom || ++pr.snapshotRounds % SNAPSHOT_RETRY_ROUNDS !== 0) {
+        this.sendHeartbeat(p);
+      } else {
+        // A snapshot unanswered for several rounds is presumed lost; ship it again.
+        this.sendSnapshot(p);
       }
       pr.heardFrom = false;
     }

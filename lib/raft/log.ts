@@ -88,6 +88,12 @@ export class RaftLog {
     this.entries.push(entry);
   }
 
+  /** Replace one entry in place (only the simulator's planted bug does this). */
+  overwrite(entry: Entry): void {
+    this.entries[entry.index - this.snap.index - 1] = entry;
+    if (this.stableIndex >= entry.index) this.stableIndex = entry.index - 1;
+  }
+
   /** Drop every entry at or after `index`; storage will have to forget them too. */
   truncateFrom(index: number): void {
     if (index <= this.commitIndex) throw new Error(`refusing to truncate committed index ${index}`);
@@ -104,11 +110,13 @@ export class RaftLog {
     if (index <= this.snap.index) return;
     if (index <= this.lastIndex() && this.term(index) === term) {
       this.entries = this.entries.slice(index - this.snap.index);
+      if (this.stableIndex < index) this.stableIndex = index;
     } else {
+      // The whole log goes; nothing after the snapshot may count as stored.
       this.entries = [];
+      this.stableIndex = index;
     }
     this.snap = { index, term };
-    if (this.stableIndex < index) this.stableIndex = index;
     if (this.commitIndex < index) this.commitIndex = index;
     if (this.appliedIndex < index) this.appliedIndex = index;
   }

@@ -25,6 +25,8 @@ export class Progress {
   private inflight: number[] = [];
   /** Snapshot index being sent, in snapshot state. */
   pendingSnapshot = 0;
+  /** Heartbeat rounds spent in snapshot state (paces retransmission). */
+  snapshotRounds = 0;
 
   constructor(next: number, readonly maxInflight: number) {
     this.next = next;
@@ -49,6 +51,7 @@ export class Progress {
     this.paused = false;
     this.inflight = [];
     this.pendingSnapshot = index;
+    this.snapshotRounds = 0;
   }
 
   /** Record an acknowledged match; returns true if it moved forward. */

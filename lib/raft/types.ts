@@ -106,23 +106,30 @@ export type Role = (typeof Role)[keyof typeof Role];
 
 /**
  * One batch of work handed out by the core. The host must, in order:
- * persist `hardState`, `snapshot` and `entries` (deleting every stored entry
- * at or after entries[0].index first) in one atomic write; then send
- * `messages`; then apply `snapshot` (if any) and `committed`; then call
- * `advance(ready)`.
+ * 1. persist in one atomic write: `hardState`; `snapshot` (dropping every
+ *    stored entry at or below its index); `entries` (replacing every stored
+ *    entry at or after entries[0].index); and drop stored entries above
+ *    `lastIndex`;
+ * 2. send `messages`;
+ * 3. hand `applySnapshot` (a snapshot received from the leader) and then
+ *    `committed` to the state machine;
+ * 4. call `advance(ready)`.
  */
 export interface Ready {
   hardState?: HardState;
   snapshot?: Snapshot;
   entries: Entry[];
+  /** The last log index once this Ready is applied; storage holds nothing beyond. */
+  lastIndex: number;
   messages: Message[];
+  applySnapshot?: Snapshot;
   committed: Entry[];
 }
 
 /** What a host's storage hands back to a restarted core. */
 export interface InitialState {
   hardState: HardState;
-  snapshot?: SnapshotMeta;
+  snapshot?: Snapshot;
   entries: Entry[];
 }
 

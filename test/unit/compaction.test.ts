@@ -1,0 +1,129 @@
+// Section 7 (log compaction) of the extended Raft paper, on the pure core.
+import t from 'tap';
+import { MessageType, RaftCore, RaftOptionError, seededRng, type Entry, type InitialState, type Message, type Ready } from '../../lib/raft/index.js';
+import { MemoryStorage } from '../../storage/storage.js';
+
+const enc = new TextEncoder();
+const ent = (index: number, term: number): Entry => ({ index, term, data: enc.encode(`e${index}t${term}`) });
+const logOf = (...terms: number[]) => terms.map((term, k) => ent(k + 1, term));
+
+function core(id: number, peers: number, initial?: InitialState): RaftCore {
+  return new RaftCore({ id, peers, electionTicks: 10, heartbeatTicks: 2, rng: seededRng(7 + id), initial });
+}
+
+/** Persist into `disk`, then advance: what a host does with each Ready. */
+function drain(c: RaftCore, disk: MemoryStorage): Ready[] {
+  const out: Ready[] = [];
+  while (c.hasReady()) {
+    const rd = c.ready();
+    disk.save(rd);
+    c.advance(rd);
+    out.push(rd);
+  }
+  return out;
+}
+
+const msgs = (rds: Ready[]): Message[] => rds.flatMap((r) => r.messages);
+
+t.test('7: a follower whose log conflicts with an installed snapshot discards it, and later entries still reach storage', async (t) => {
+  const disk = new MemoryStorage();
+  const f = core(1, 3, { hardState: { term: 3, vote: -1 }, entries: logOf(1, 1, 1, 1, 1, 1, 1, 1, 1, 1) });
+  disk.save({ hardState: { term: 3, vote: -1 }, entries: logOf(1, 1, 1, 1, 1, 1, 1, 1, 1, 1), lastIndex: 10, messages: [], committed: [] });
+  f.step({ type: MessageType.Snapshot, from: 0, to: 1, term: 3, snapshot: { index: 5, term: 2, data: enc.encode('s5') } });
+  const rd1 = drain(f, disk);
+  t.equal(rd1[0]!.snapshot?.index, 5, 'the snapshot is handed to storage');
+  t.equal(rd1[0]!.applySnapshot?.index, 5, 'and to the state machine');
+  t.equal(f.log.lastIndex(), 5, 'the conflicting log is gone');
+  t.same(disk.load().entries, [], 'storage holds no entry after the snapshot');
+  f.step({ type: MessageType.Append, from: 0, to: 1, term: 3, prevLogIndex: 5, prevLogTerm: 2, entries: [ent(6, 3), ent(7, 3)], commit: 7 });
+  const rd2 = drain(f, disk);
+  t.same(rd2[0]!.entries.map((e) => e.index), [6, 7], 'entries after the snapshot are handed to storage');
+  const back = disk.load();
+  t.same(back.entries.map((e) => [e.index, e.term]), [[6, 3], [7, 3]], 'storage holds them');
+  t.doesNotThrow(() => core(1, 3, back), 'a restart from storage sees a contiguous log');
+});
+
+t.test('7: a follower whose log matches the snapshot point keeps the entries that follow it', async (t) => {
+  const disk = new MemoryStorage();
+  const f = core(1, 3, { hardState: { term: 2, vote: -1 }, entries: logOf(1, 1, 2, 2, 2, 2) });
+  f.step({ type: MessageType.Snapshot, from: 0, to: 1, term: 2, snapshot: { index: 4, term: 2, data: enc.encode('s4') } });
+  drain(f, disk);
+  t.equal(f.log.snapshotIndex(), 4);
+  t.same([f.log.term(5), f.log.term(6)], [2, 2], 'entries 5 and 6 are kept');
+  t.equal(f.status().commitIndex, 4, 'the snapshot point counts as committed');
+});
+
+t.test('7: a snapshot at or below the commit index is answered but not installed', async (t) => {
+  const disk = new MemoryStorage();
+  const f = core(1, 3, { hardState: { term: 2, vote: -1 }, entries: logOf(1, 1, 2) });
+  f.step({ type: MessageType.Append, from: 0, to: 1, term: 2, prevLogIndex: 3, prevLogTerm: 2, entries: [], commit: 3 });
+  drain(f, disk);
+  f.step({ type: MessageType.Snapshot, from: 0, to: 1, term: 2, snapshot: { index: 2, term: 1, data: enc.encode('old') } });
+  const rds = drain(f, disk);
+  t.notOk(rds.some((r) => r.snapshot || r.applySnapshot), 'nothing to persist or apply');
+  const resp = msgs(rds).find((m) => m.type === MessageType.SnapshotResponse);
+  t.equal(resp && resp.type === MessageType.SnapshotResponse ? resp.index : -1, 3, 'the answer reports the commit index');
+});
+
+t.test('7: compact() discards the log through the index, only up to what was applied', async (t) => {
+  const disk = new MemoryStorage();
+  const l = core(0, 1);
+  for (let k = 0; k < 300 && !l.isLeader(); k++) l.tick();
+  t.ok(l.isLeader(), 'a single peer elects itself');
+  drain(l, disk);
+  for (let i = 0; i < 5; i++) l.propose(enc.encode(`c${i}`));
+  drain(l, disk);
+  t.equal(l.status().appliedIndex, 5);
+  t.throws(() => l.compact(6, enc.encode('x')), RaftOptionError, 'beyond the applied index is refused');
+  t.equal(l.compact(3, enc.encode('s3')), true);
+  const rds = drain(l, disk);
+  t.equal(rds[0]!.snapshot?.index, 3, 'the snapshot goes to storage');
+  t.notOk(rds[0]!.applySnapshot, 'a snapshot the service made is not applied back to it');
+  t.same(disk.load().entries.map((e) => e.index), [4, 5], 'storage dropped entries 1..3');
+  t.equal(l.compact(2, enc.encode('s2')), false, 'a snapshot at or below the current one is ignored');
+});
+
+t.test('7: a leader sends InstallSnapshot to a follower that needs compacted entries, then resumes AppendEntries', async (t) => {
+  const disks = [new MemoryStorage(), new MemoryStorage(), new MemoryStorage()];
+  const cores = [core(0, 3), core(1, 3), core(2, 3)];
+  const down = new Set<number>([2]);
+  const pump = () => {
+    for (let round = 0; round < 50; round++) {
+      let moved = false;
+      for (let i = 0; i < 3; i++) {
+        for (const m of msgs(drain(cores[i]!, disks[i]!))) {
+          if (down.has(m.to) || down.has(m.from)) continue;
+          cores[m.to]!.step(m);
+          moved = true;
+        }
+      }
+      if (!moved) return;
+    }
+  };
+  for (let k = 0; k < 300 && !cores[0]!.isLeader(); k++) {
+    cores[0]!.tick();
+    pump();
+  }
+  t.ok(cores[0]!.isLeader(), 'peer 0 leads');
+  for (let i = 0; i < 20; i++) {
+    cores[0]!.propose(enc.encode(`c${i}`));
+    pump();
+  }
+  t.equal(cores[0]!.status().commitIndex, 20, 'committed with peers 0 and 1');
+  cores[0]!.compact(15, enc.encode('snapshot through 15'));
+  pump();
+  down.delete(2);
+  const sent: Message[] = [];
+  for (let k = 0; k < 10; k++) {
+    cores[0]!.tick();
+    for (const m of msgs(drain(cores[0]!, disks[0]!))) {
+      sent.push(m);
+      cores[m.to]!.step(m);
+    }
+    pump();
+  }
+  t.ok(sent.some((m) => m.type === MessageType.Snapshot && m.to === 2 && m.snapshot.index === 15), 'InstallSnapshot carries the snapshot through 15');
+  t.equal(cores[2]!.log.snapshotIndex(), 15, 'the follower installed it');
+  t.equal(cores[2]!.status().commitIndex, 20, 'and caught up to the commit index by AppendEntries');
+  t.same([16, 17, 18, 19, 20].map((i) => cores[2]!.log.term(i)), [1, 1, 1, 1, 1], 'with entries 16..20');
+});
