@@ -1,0 +1,56 @@
+import t from 'tap';
+import type { PlantedBugs } from '../../lib/raft/index.js';
+import { runBatch } from '../../lib/sim/batch.js';
+import { simulate } from '../../lib/sim/simulator.js';
+
+const CI_SEEDS = 500;
+/** Each planted bug must be caught within this many seeds. */
+const BUG_SEED_BUDGET = 1000;
+
+t.test(`the simulator finds no violation in ${CI_SEEDS} seeds`, async (t) => {
+  const t0 = Date.now();
+  const r = runBatch({ from: 1, count: CI_SEEDS });
+  const secs = (Date.now() - t0) / 1000;
+  for (const f of r.failures.slice(0, 3)) t.comment(`seed ${f.seed}: ${f.violation}\n${f.trace.join('\n')}`);
+  t.equal(r.failures.length, 0, 'no invariant or liveness violation');
+  t.equal(r.seeds, CI_SEEDS, 'every seed ran');
+  t.ok(r.committed > CI_SEEDS * 10, `commands were committed (${r.committed})`);
+  t.ok(r.crashes > CI_SEEDS, `peers crashed and restarted (${r.crashes})`);
+  t.ok(r.installs > 0, `lagging peers caught up by InstallSnapshot (${r.installs})`);
+  t.comment(`${CI_SEEDS} seeds in ${secs.toFixed(1)} s, ${(r.simulatedMs / 1000 / secs).toFixed(0)} simulated s per wall s`);
+});
+
+t.test('a seed replays exactly', async (t) => {
+  for (const seed of [7, 1234]) {
+    const a = simulate({ seed, traceSize: 200 });
+    const b = simulate({ seed, traceSize: 200 });
+    t.same(b, a, `seed ${seed}: same events, commits and trace`);
+  }
+  const x = simulate({ seed: 7 });
+  const y = simulate({ seed: 8 });
+  t.not(JSON.stringify(x.trace), JSON.stringify(y.trace), 'different seeds take different paths');
+});
+
+const planted: [string, PlantedBugs, RegExp][] = [
+  ['granting a vote without the up-to-date check', { voteWithoutLogCheck: true }, /leader completeness|state machine safety/],
+  ['committing a previous-term entry by counting replicas', { commitPreviousTerm: true }, /leader completeness|state machine safety/],
+  ['not truncating a conflicting suffix', { keepConflictingSuffix: true }, /log matching|state machine safety|leader completeness/],
+  ['forgetting to persist the vote', { forgetVote: true }, /election safety|leader completeness|state machine safety/],
+];
+
+for (const [name, bugs, kind] of planted) {
+  t.test(`the simulator catches a planted bug: ${name}`, async (t) => {
+    let found;
+    for (let seed = 1; seed <= BUG_SEED_BUDGET && !found; seed++) {
+      const r = simulate({ seed, bugs });
+      if (!r.ok) found = r;
+    }
+    t.ok(found, `a violation within ${BUG_SEED_BUDGET} seeds`);
+    if (!found) return;
+    t.match(found.violation, kind, `the violation is of the expected kind: ${found.violation}`);
+    t.comment(`first failing seed ${found.seed}: ${found.violation}`);
+    const again = simulate({ seed: found.seed, bugs });
+    t.same(again, found, 'the failing seed replays to the same violation and trace');
+    t.ok(simulate({ seed: found.seed }).ok, 'the same seed passes without the bug');
+  });
+}
