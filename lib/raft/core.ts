@@ -69,7 +69,7 @@ export interface CoreStatus {
   snapshotIndex: number;
 }
 
-/** Heartbeat rounds without an answer before an InstallSnapshot is sent again. */
+/** Heartbeat rounds without an answer to an InstallSnapshot before it is sent again. */
 const SNAPSHOT_RETRY_ROUNDS = 3;
 
 function requireInt(option: string, value: unknown, min: number): number {
@@ -577,10 +577,11 @@ export class RaftCore {
       } else if (pr.state === 'probe') {
         pr.paused = false;
         this.sendAppend(p);
-      } else if (pr.heardFrom || ++pr.snapshotRounds % SNAPSHOT_RETRY_ROUNDS !== 0) {
+      } else if (++pr.snapshotRounds < SNAPSHOT_RETRY_ROUNDS) {
         this.sendHeartbeat(p);
       } else {
-        // A snapshot unanswered for several rounds is presumed lost; ship it again.
+        // Only the snapshot's own answer counts (heartbeat answers do not):
+        // unanswered for several rounds, it is presumed lost and sent again.
         this.sendSnapshot(p);
       }
       pr.heardFrom = false;

@@ -163,6 +163,8 @@ export class Simulation {
   private crashes = 0;
   private marker = 0;
   private markerCommitted = false;
+  /** Index the marker command was committed at. */
+  private markerAt = 0;
   private lastMarkerProposal = -Infinity;
 
   constructor(opts: SimOptions) {
@@ -267,6 +269,11 @@ export class Simulation {
 
   // ---- the service: a hash chain of applied commands ----------------------------
 
+  /** Liveness: the new command committed and every peer's service has caught up to it. */
+  private allCaughtUp(): boolean {
+    return this.markerCommitted && this.peers.every((q) => q.core !== undefined && q.svc.index >= this.markerAt);
+  }
+
   private restore(p: SimPeer, snap: Snapshot): void {
     if (snap.data.length !== 8) this.fail(`peer ${p.id}: snapshot ${snap.index} has ${snap.data.length} bytes, not 8`);
     const index = u32(snap.data, 0);
@@ -295,7 +302,10 @@ export class Simulation {
     }
     p.svc = { index: e.index, hash };
     if (e.index > this.maxApplied) this.maxApplied = e.index;
-    if (cmd === this.marker && this.marker !== 0) this.markerCommitted = true;
+    if (cmd === this.marker && this.marker !== 0 && !this.markerCommitted) {
+      this.markerCommitted = true;
+      this.markerAt = e.index;
+    }
   }
 
   private maybeSnapshot(p: SimPeer): void {
@@ -505,12 +515,17 @@ export class Simulation {
     let violation: string | undefined;
     const deadline = this.faultMs + this.livenessMs;
     try {
-      while (!this.markerCommitted) {
+      while (!this.allCaughtUp()) {
         const ev = this.queue.pop();
         if (!ev) this.fail('the event queue ran dry');
         this.now = ev.time;
         if (this.now > deadline) {
-          this.fail(`liveness: no new command committed within ${this.livenessMs} ms after faults stopped`);
+          const lagging = this.peers.filter((q) => q.svc.index < this.markerAt).map((q) => `${q.id}@${q.svc.index}`);
+          this.fail(
+            this.markerCommitted
+              ? `liveness: peers ${lagging.join(', ')} did not catch up to index ${this.markerAt} within ${this.livenessMs} ms after faults stopped`
+              : `liveness: no new command committed within ${this.livenessMs} ms after faults stopped`,
+          );
         }
         this.events++;
         this.step(ev);

@@ -127,3 +127,49 @@ t.test('7: a leader sends InstallSnapshot to a follower that needs compacted ent
   t.equal(cores[2]!.status().commitIndex, 20, 'and caught up to the commit index by AppendEntries');
   t.same([16, 17, 18, 19, 20].map((i) => cores[2]!.log.term(i)), [1, 1, 1, 1, 1], 'with entries 16..20');
 });
+
+t.test('7: an InstallSnapshot that is lost is sent again even while the follower answers heartbeats', async (t) => {
+  const disks = [new MemoryStorage(), new MemoryStorage(), new MemoryStorage()];
+  const cores = [core(0, 3), core(1, 3), core(2, 3)];
+  let down = true; // peer 2 starts cut off
+  const sent: Message[] = [];
+  const pump = () => {
+    for (let round = 0; round < 50; round++) {
+      let moved = false;
+      for (let i = 0; i < 3; i++) {
+        for (const m of msgs(drain(cores[i]!, disks[i]!))) {
+          sent.push(m);
+          if (down && (m.to === 2 || m.from === 2)) continue;
+          cores[m.to]!.step(m);
+          moved = true;
+        }
+      }
+      if (!moved) return;
+    }
+  };
+  for (let k = 0; k < 300 && !cores[0]!.isLeader(); k++) {
+    cores[0]!.tick();
+    pump();
+  }
+  for (let i = 0; i < 12; i++) {
+    cores[0]!.propose(enc.encode(`c${i}`));
+    pump();
+  }
+  cores[0]!.compact(10, enc.encode('snapshot through 10'));
+  // The leader notices peer 2 needs the snapshot while 2 is still unreachable: that copy is lost.
+  for (let k = 0; k < 4; k++) {
+    cores[0]!.tick();
+    pump();
+  }
+  t.ok(sent.some((m) => m.type === MessageType.Snapshot && m.to === 2), 'a snapshot was sent while peer 2 was cut off');
+  down = false;
+  const before = sent.filter((m) => m.type === MessageType.Snapshot && m.to === 2).length;
+  for (let k = 0; k < 20; k++) {
+    cores[0]!.tick();
+    pump();
+  }
+  const after = sent.filter((m) => m.type === MessageType.Snapshot && m.to === 2).length;
+  t.ok(after > before, 'the snapshot is sent again although peer 2 answers heartbeats');
+  t.equal(cores[2]!.log.snapshotIndex(), 10, 'peer 2 installed it');
+  t.equal(cores[2]!.status().commitIndex, 12, 'and caught up');
+});
