@@ -1,4 +1,7 @@
 import { randomInt } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { SqliteStorage } from '../storage/sqlite.js';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { ClusterClosedError, OptionError, PeerNotRunningError } from './errors.js';
 import { decodeValue, encodeValue } from './net/codec.js';
@@ -17,6 +20,14 @@ export interface ClusterOptions {
   heartbeatTicks?: number;
   /** Seed for the peers' PRNGs; random when omitted. */
   seed?: number;
+  /**
+   * Directory for the peers' SQLite files (peer-<i>.sqlite), created if
+   * missing. Without it peers keep their state in memory and a restarted
+   * peer starts empty.
+   */
+  dataDir?: string;
+  /** Sync every write to disk (default true). false survives process crashes only. */
+  fsync?: boolean;
 }
 
 /** One applied command as seen on a peer's apply stream. */
@@ -41,6 +52,8 @@ interface Slot {
   incarnation: number;
   applyPort: MessagePort;
   exited: Promise<void>;
+  /** Why the worker died, if it died of an error. */
+  error?: Error;
 }
 
 export const DEFAULT_TIMING: PeerTiming = { tickMs: 10, electionTicks: 30, heartbeatTicks: 10 };
@@ -66,6 +79,8 @@ export class Cluster {
   readonly faults: FaultState;
   private readonly slots: (Slot | undefined)[];
   private readonly seed: number;
+  readonly dataDir: string | undefined;
+  private readonly fsync: boolean;
   private incarnations = 0;
   private closed = false;
 
@@ -80,6 +95,13 @@ export class Cluster {
     }
     this.timing = { tickMs, electionTicks, heartbeatTicks };
     this.seed = opts.seed === undefined ? randomInt(2 ** 31) : positiveInt('seed', opts.seed, 0, 2 ** 32 - 1);
+    if (opts.dataDir !== undefined && (typeof opts.dataDir !== 'string' || opts.dataDir === '')) {
+      throw new OptionError('dataDir', `must be a directory path, got ${String(opts.dataDir)}`);
+    }
+    if (opts.fsync !== undefined && typeof opts.fsync !== 'boolean') throw new OptionError('fsync', `must be a boolean, got ${String(opts.fsync)}`);
+    this.dataDir = opts.dataDir;
+    this.fsync = opts.fsync ?? true;
+    if (this.dataDir) mkdirSync(this.dataDir, { recursive: true });
     this.faults = new FaultState(this.n);
     this.slots = new Array(this.n).fill(undefined);
   }
@@ -97,6 +119,17 @@ export class Cluster {
 
   incarnation(i: number): number {
     return this.slots[i]?.incarnation ?? 0;
+  }
+
+  /** Peer i's SQLite file, when the cluster has a data directory. */
+  storageFile(i: number): string | undefined {
+    return this.dataDir === undefined ? undefined : join(this.dataDir, `peer-${i}.sqlite`);
+  }
+
+  /** Read peer i's stored state without disturbing it (running or crashed). */
+  inspectStorage(i: number): ReturnType<typeof SqliteStorage.inspect> | undefined {
+    const file = this.storageFile(i);
+    return file && existsSync(file) ? SqliteStorage.inspect(file) : undefined;
   }
 
   /** Spawn a fresh worker for peer i (crashing the running one first). */
@@ -127,12 +160,15 @@ export class Cluster {
       ports,
       applyPort: apply.port2,
     };
+    const file = this.storageFile(i);
+    if (file) data.storage = { file, fsync: this.fsync };
     const worker = new Worker(workerUrl, { workerData: data, transferList: transfers, execArgv: workerExecArgv() });
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.on('error', (err) => {
-      console.error(`peer ${i} (incarnation ${incarnation}) failed:`, err);
-    });
     const slot: Slot = { worker, api: Comlink.wrap<PeerApi>(nodeEndpoint(worker)), incarnation, applyPort: apply.port1, exited };
+    worker.on('error', (err) => {
+      slot.error = err;
+      if (this.slots[i] === slot) console.error(`peer ${i} (incarnation ${incarnation}) failed:`, err);
+    });
     this.slots[i] = slot;
     apply.port1.on('message', (batch: ApplyBatch) => {
       if (batch.incarnation !== this.slots[i]?.incarnation || !onApply) return;
@@ -143,7 +179,14 @@ export class Cluster {
       );
     });
     await Promise.all(handoffs);
-    await this.call(i, 'start', (api) => api.getState());
+    try {
+      await this.call(i, 'start', (api) => api.getState());
+    } catch (e) {
+      // A peer that cannot start (say, its storage file is refused) reports why.
+      if (this.slots[i] === slot) this.slots[i] = undefined;
+      apply.port1.close();
+      throw slot.error ?? e;
+    }
     this.faults.resetCount(i);
     this.faults.setIncarnation(i, incarnation);
   }

@@ -22,6 +22,8 @@ export interface PeerWorkerData {
   ports: Record<number, MessagePort>;
   /** applied entries flow to the main thread on this port */
   applyPort: MessagePort;
+  /** Durable storage file; volatile memory when absent. */
+  storage?: { file: string; fsync: boolean };
 }
 
 export interface StartResult {

@@ -5,7 +5,8 @@ import { PeerTransport } from '../lib/net/transport.js';
 import { RaftCore } from '../lib/raft/core.js';
 import { seededRng } from '../lib/raft/prng.js';
 import type { ApplyBatch, PeerApi, PeerWorkerData, StartResult } from '../lib/peer-protocol.js';
-import { MemoryStorage } from '../storage/storage.js';
+import { SqliteStorage } from '../storage/sqlite.js';
+import { MemoryStorage, type Storage } from '../storage/storage.js';
 
 /**
  * The peer actor: one Raft core in its own worker thread. Every input (a
@@ -15,7 +16,9 @@ import { MemoryStorage } from '../storage/storage.js';
  */
 const wd = workerData as PeerWorkerData;
 const faults = new FaultState(wd.n, wd.faults);
-const storage = new MemoryStorage();
+const storage: Storage = wd.storage
+  ? new SqliteStorage(wd.storage.file, { peer: wd.id, fsync: wd.storage.fsync })
+  : new MemoryStorage();
 const initial = storage.load();
 const core = new RaftCore({
   id: wd.id,

@@ -1,9 +1,11 @@
 /**
- * npm start: a 3-peer cluster in this process. Elect a leader, propose
- * commands with a live count, kill the leader's worker, watch a new leader
- * take over and commits continue, bring the dead peer back, and report
- * commits per second for each phase.
+ * npm start: a 3-peer cluster in this process, each peer's state in its own
+ * SQLite file under data/. Elect a leader, propose commands with a live
+ * count, kill the leader's worker, watch a new leader take over and commits
+ * continue, restart the dead peer from its file, and report commits per
+ * second for each phase.
  */
+import { join } from 'node:path';
 import { Cluster } from '../cluster.js';
 import { PeerNotRunningError } from '../errors.js';
 
@@ -11,7 +13,8 @@ const PEERS = 3;
 const PHASE_MS = 3000;
 const WINDOW = 256; // proposals kept in flight
 
-const cluster = new Cluster({ peers: PEERS });
+const dataDir = join('data', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+const cluster = new Cluster({ peers: PEERS, dataDir });
 const tty = process.stdout.isTTY;
 const committed = new Set<number>();
 let nextValue = 0;
@@ -73,7 +76,7 @@ async function propose(label: string, ms: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  console.log(`Starting ${PEERS} Raft peers, each in its own worker thread...`);
+  console.log(`Starting ${PEERS} Raft peers, each in its own worker thread, storing to ${dataDir}/ (SQLite, fsync on)...`);
   for (let i = 0; i < PEERS; i++) await cluster.start(i, onApply);
   connectAll();
   const first = await findLeader();
@@ -90,7 +93,7 @@ async function main(): Promise<void> {
 
   await propose('phase 2 (one peer down)', PHASE_MS);
 
-  console.log(`Restarting peer ${victim} in a new worker (it catches up from the leader)...`);
+  console.log(`Restarting peer ${victim} in a new worker from its SQLite file (it recovers, then catches up)...`);
   await cluster.start(victim, onApply);
   connectAll();
   await propose('phase 3 (all peers up again)', PHASE_MS);

@@ -1,5 +1,9 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { Cluster, type Applied, type ClusterOptions } from '../cluster.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cluster, type Applied, type AppliedSnapshot, type ClusterOptions } from '../cluster.js';
+import { decodeValue, encodeValue } from '../net/codec.js';
 import { PeerNotRunningError } from '../errors.js';
 import { randInt, seededRng, type Rng } from '../raft/prng.js';
 
@@ -30,7 +34,12 @@ export interface ConfigOptions {
   /** Seed for the test's own random choices (printed at creation). */
   seed?: number;
   /** Peer timing; lab defaults otherwise. */
-  timing?: Omit<ClusterOptions, 'peers'>;
+  timing?: Omit<ClusterOptions, 'peers' | 'dataDir'>;
+  /**
+   * Keep the peers' SQLite files here instead of a fresh temporary
+   * directory (which cleanup() removes).
+   */
+  dataDir?: string;
 }
 
 /** The five figures of a Passed line. */
@@ -75,19 +84,26 @@ export class Config {
   readonly log: (line: string) => void;
   private cursor = 0;
   figures: PassedFigures | undefined;
+  private readonly ownDataDir: string | undefined;
+  private readonly snapshotMode: boolean;
+  /** Which start1 of each server is current; appliers of older ones fall silent. */
+  private readonly generation: number[];
 
-  private constructor(n: number, unreliable: boolean, opts: ConfigOptions) {
+  private constructor(n: number, unreliable: boolean, snapshot: boolean, opts: ConfigOptions) {
     this.n = n;
     this.log = opts.log ?? ((s) => console.log(s));
     this.seed = opts.seed ?? randomInt(2 ** 31);
     this.rng = seededRng(this.seed);
-    this.cluster = new Cluster({ peers: n, ...opts.timing });
+    this.ownDataDir = opts.dataDir ? undefined : mkdtempSync(join(tmpdir(), 'actor-raft-lab-'));
+    this.cluster = new Cluster({ peers: n, ...opts.timing, dataDir: opts.dataDir ?? this.ownDataDir });
     this.cluster.faults.reliable = !unreliable;
     this.cluster.faults.longDelays = true;
     this.connected = new Array(n).fill(false);
     this.logs = Array.from({ length: n }, () => new Map());
     this.lastApplied = new Array(n).fill(0);
     this.applyErr = new Array(n).fill('');
+    this.generation = new Array(n).fill(0);
+    this.snapshotMode = snapshot;
     this.failed = new Promise<never>((_, reject) => {
       this.rejectFailed = reject;
     });
@@ -96,8 +112,7 @@ export class Config {
 
   /** make_config: n servers, all started and connected. */
   static async make(n: number, unreliable: boolean, snapshot: boolean, opts: ConfigOptions = {}): Promise<Config> {
-    if (snapshot) throw new LabFailure('the snapshot applier is not available yet');
-    const cfg = new Config(n, unreliable, opts);
+    const cfg = new Config(n, unreliable, snapshot, opts);
     try {
       for (let i = 0; i < n; i++) await cfg.start1(i);
       for (let i = 0; i < n; i++) cfg.connect(i);
@@ -175,6 +190,81 @@ export class Config {
     }
   };
 
+  /** The tester's snapshot blob: (index, commands 0..index with slot 0 empty). */
+  private snapshotBlob(i: number, index: number): Uint8Array {
+    const xlog: unknown[] = [null];
+    for (let j = 1; j <= index; j++) xlog.push(this.logs[i]!.get(j) ?? null);
+    return encodeValue([index, xlog]);
+  }
+
+  /** Ingest a snapshot blob into server i's record; `expected` is undefined for "any index". */
+  private ingestSnap(i: number, blob: Uint8Array | undefined, expected: number | undefined): string {
+    if (!blob) {
+      this.fail('nil snapshot');
+      return 'nil snapshot';
+    }
+    let decoded: unknown;
+    try {
+      decoded = decodeValue(blob);
+    } catch {
+      decoded = undefined;
+    }
+    if (!Array.isArray(decoded) || !Number.isSafeInteger(decoded[0]) || !Array.isArray(decoded[1])) {
+      this.fail('snapshot decode error');
+      return 'snapshot decode error';
+    }
+    const [lastIncludedIndex, xlog] = decoded as [number, unknown[]];
+    if (expected !== undefined && expected !== lastIncludedIndex) return `server ${i} snapshot doesn't match m.SnapshotIndex`;
+    const log = new Map<number, unknown>();
+    for (let j = 0; j < xlog.length; j++) log.set(j, xlog[j]);
+    this.logs[i] = log;
+    this.lastApplied[i] = lastIncludedIndex;
+    return '';
+  }
+
+  /** 3.7.2: exact sequence after the last applied index or snapshot; Snapshot() every SnapShotInterval. */
+  private async snapshotApply(i: number, entries: Applied[], snap: AppliedSnapshot | undefined): Promise<void> {
+    if (snap) {
+      const err = this.ingestSnap(i, snap.data, snap.index);
+      if (err) {
+        this.applyErr[i] = err;
+        this.fail(`apply error: ${err}`);
+        return;
+      }
+    }
+    for (const { index, command } of entries) {
+      if (this.failure) return;
+      let err = '';
+      if (index !== this.lastApplied[i]! + 1) {
+        err = `server ${i} apply out of order, expected index ${this.lastApplied[i]! + 1}, got ${index}`;
+      }
+      if (!err) {
+        let prevOk: boolean;
+        [err, prevOk] = this.checkLogs(i, index, command);
+        if (index > 1 && !prevOk) err = `server ${i} apply out of order ${index}`;
+      }
+      if (err) {
+        this.applyErr[i] = err;
+        this.fail(`apply error: ${err}`);
+        return;
+      }
+      this.lastApplied[i] = index;
+      if ((index + 1) % SnapShotInterval === 0) {
+        await this.cluster.snapshot(i, index, this.snapshotBlob(i, index)).catch(() => {});
+      }
+    }
+  }
+
+  /** The applier for one start1 of server i: plain, or snapshotting one message at a time. */
+  private applierFor(i: number) {
+    const generation = ++this.generation[i]!;
+    if (!this.snapshotMode) return this.plainApplier;
+    let queue = Promise.resolve();
+    return (_peer: number, entries: Applied[], snap?: AppliedSnapshot) => {
+      queue = queue.then(() => (this.generation[i] === generation ? this.snapshotApply(i, entries, snap) : undefined));
+    };
+  }
+
   // ---- servers and links ---------------------------------------------------
 
   /** start1: (re)start server i with fresh ends, disconnected. */
@@ -182,7 +272,12 @@ export class Config {
     this.throwIfFailed();
     await this.crash1(i);
     this.lastApplied[i] = 0;
-    await this.cluster.start(i, this.plainApplier);
+    const stored = this.cluster.inspectStorage(i)?.snapshot;
+    if (stored && stored.data.length > 0) {
+      const err = this.ingestSnap(i, stored.data, undefined);
+      if (err) this.fatal(err);
+    }
+    await this.cluster.start(i, this.applierFor(i));
   }
 
   /** crash1: disconnect i, remove it from the network and kill its worker. */
@@ -397,6 +492,14 @@ export class Config {
   async cleanup(): Promise<void> {
     this.finished = true;
     await this.cluster.close();
+    if (this.ownDataDir) rmSync(this.ownDataDir, { recursive: true, force: true });
     this.checkTimeout();
+  }
+
+  /** LogSize(): the largest persisted Raft state (without snapshot) over all peers, crashed ones included. */
+  logSize(): number {
+    let max = 0;
+    for (let i = 0; i < this.n; i++) max = Math.max(max, this.cluster.inspectStorage(i)?.raftStateSize ?? 0);
+    return max;
   }
 }
