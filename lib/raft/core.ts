@@ -71,6 +71,8 @@ export interface CoreStatus {
 
 /** Heartbeat rounds without an answer to an InstallSnapshot before it is sent again. */
 const SNAPSHOT_RETRY_ROUNDS = 3;
+/** After this many silent heartbeat rounds a follower is contacted once per this many rounds. */
+const SILENT_ROUNDS_BACKOFF = 3;
 
 function requireInt(option: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
@@ -563,8 +565,14 @@ export class RaftCore {
     for (let p = 0; p < this.n; p++) {
       if (p === this.id) continue;
       const pr = this.progress[p]!;
+      const heard = pr.heardFrom;
+      pr.heardFrom = false;
+      pr.silentRounds = heard ? 0 : pr.silentRounds + 1;
+      // A follower silent for several rounds is unreachable or down: contact
+      // it only every few rounds instead of spending a message each time.
+      if (pr.silentRounds >= SILENT_ROUNDS_BACKOFF && pr.silentRounds % SILENT_ROUNDS_BACKOFF !== 0) continue;
       if (pr.state === 'replicate') {
-        if (pr.match < this.log.lastIndex() && !pr.heardFrom) {
+        if (pr.match < this.log.lastIndex() && !heard) {
           // Nothing acknowledged for a whole interval: assume the stream was lost.
           pr.becomeProbe();
           pr.next = pr.match + 1;
@@ -584,7 +592,6 @@ export class RaftCore {
         // unanswered for several rounds, it is presumed lost and sent again.
         this.sendSnapshot(p);
       }
-      pr.heardFrom = false;
     }
   }
 

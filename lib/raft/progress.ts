@@ -21,6 +21,8 @@ export class Progress {
   sentCommit = 0;
   /** Any answer from the follower since the last heartbeat round. */
   heardFrom = false;
+  /** Consecutive heartbeat rounds without any answer. */
+  silentRounds = 0;
   /** Last index carried by each unacknowledged AppendEntries, oldest first. */
   private inflight: number[] = [];
   /** Snapshot index being sent, in snapshot state. */
