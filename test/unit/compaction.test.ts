@@ -83,16 +83,18 @@ t.test('7: compact() discards the log through the index, only up to what was app
   t.equal(l.compact(2, enc.encode('s2')), false, 'a snapshot at or below the current one is ignored');
 });
 
-t.test('7: a leader sends InstallSnapshot to a follower that needs compacted entries, then resumes AppendEntries', async (t) => {
+/** Three cores wired in memory; `lost(m)` says which messages never arrive. */
+function trio(lost: (m: Message) => boolean) {
   const disks = [new MemoryStorage(), new MemoryStorage(), new MemoryStorage()];
   const cores = [core(0, 3), core(1, 3), core(2, 3)];
-  const down = new Set<number>([2]);
+  const sent: Message[] = [];
   const pump = () => {
     for (let round = 0; round < 50; round++) {
       let moved = false;
       for (let i = 0; i < 3; i++) {
         for (const m of msgs(drain(cores[i]!, disks[i]!))) {
-          if (down.has(m.to) || down.has(m.from)) continue;
+          sent.push(m);
+          if (lost(m)) continue;
           cores[m.to]!.step(m);
           moved = true;
         }
@@ -100,10 +102,24 @@ t.test('7: a leader sends InstallSnapshot to a follower that needs compacted ent
       if (!moved) return;
     }
   };
-  for (let k = 0; k < 300 && !cores[0]!.isLeader(); k++) {
-    cores[0]!.tick();
-    pump();
-  }
+  /** Tick the leader-to-be (or leader) n times, delivering everything in between. */
+  const tick0 = (n: number) => {
+    for (let k = 0; k < n; k++) {
+      cores[0]!.tick();
+      pump();
+    }
+  };
+  const elect0 = () => {
+    for (let k = 0; k < 300 && !cores[0]!.isLeader(); k++) tick0(1);
+  };
+  const snapshotsTo2 = () => sent.filter((m) => m.type === MessageType.Snapshot && m.to === 2);
+  return { cores, sent, pump, tick0, elect0, snapshotsTo2 };
+}
+
+t.test('7: a leader sends InstallSnapshot to a follower that needs compacted entries, then resumes AppendEntries', async (t) => {
+  let down = true;
+  const { cores, pump, tick0, elect0, snapshotsTo2 } = trio((m) => down && (m.to === 2 || m.from === 2));
+  elect0();
   t.ok(cores[0]!.isLeader(), 'peer 0 leads');
   for (let i = 0; i < 20; i++) {
     cores[0]!.propose(enc.encode(`c${i}`));
@@ -112,64 +128,30 @@ t.test('7: a leader sends InstallSnapshot to a follower that needs compacted ent
   t.equal(cores[0]!.status().commitIndex, 20, 'committed with peers 0 and 1');
   cores[0]!.compact(15, enc.encode('snapshot through 15'));
   pump();
-  down.delete(2);
-  const sent: Message[] = [];
-  for (let k = 0; k < 10; k++) {
-    cores[0]!.tick();
-    for (const m of msgs(drain(cores[0]!, disks[0]!))) {
-      sent.push(m);
-      cores[m.to]!.step(m);
-    }
-    pump();
-  }
-  t.ok(sent.some((m) => m.type === MessageType.Snapshot && m.to === 2 && m.snapshot.index === 15), 'InstallSnapshot carries the snapshot through 15');
+  down = false;
+  tick0(10);
+  t.ok(snapshotsTo2().some((m) => m.type === MessageType.Snapshot && m.snapshot.index === 15), 'InstallSnapshot carries the snapshot through 15');
   t.equal(cores[2]!.log.snapshotIndex(), 15, 'the follower installed it');
   t.equal(cores[2]!.status().commitIndex, 20, 'and caught up to the commit index by AppendEntries');
   t.same([16, 17, 18, 19, 20].map((i) => cores[2]!.log.term(i)), [1, 1, 1, 1, 1], 'with entries 16..20');
 });
 
 t.test('7: an InstallSnapshot that is lost is sent again even while the follower answers heartbeats', async (t) => {
-  const disks = [new MemoryStorage(), new MemoryStorage(), new MemoryStorage()];
-  const cores = [core(0, 3), core(1, 3), core(2, 3)];
   let down = true; // peer 2 starts cut off
-  const sent: Message[] = [];
-  const pump = () => {
-    for (let round = 0; round < 50; round++) {
-      let moved = false;
-      for (let i = 0; i < 3; i++) {
-        for (const m of msgs(drain(cores[i]!, disks[i]!))) {
-          sent.push(m);
-          if (down && (m.to === 2 || m.from === 2)) continue;
-          cores[m.to]!.step(m);
-          moved = true;
-        }
-      }
-      if (!moved) return;
-    }
-  };
-  for (let k = 0; k < 300 && !cores[0]!.isLeader(); k++) {
-    cores[0]!.tick();
-    pump();
-  }
+  const { cores, pump, tick0, elect0, snapshotsTo2 } = trio((m) => down && (m.to === 2 || m.from === 2));
+  elect0();
   for (let i = 0; i < 12; i++) {
     cores[0]!.propose(enc.encode(`c${i}`));
     pump();
   }
   cores[0]!.compact(10, enc.encode('snapshot through 10'));
   // The leader notices peer 2 needs the snapshot while 2 is still unreachable: that copy is lost.
-  for (let k = 0; k < 4; k++) {
-    cores[0]!.tick();
-    pump();
-  }
-  t.ok(sent.some((m) => m.type === MessageType.Snapshot && m.to === 2), 'a snapshot was sent while peer 2 was cut off');
+  tick0(4);
+  t.ok(snapshotsTo2().length > 0, 'a snapshot was sent while peer 2 was cut off');
   down = false;
-  const before = sent.filter((m) => m.type === MessageType.Snapshot && m.to === 2).length;
-  for (let k = 0; k < 20; k++) {
-    cores[0]!.tick();
-    pump();
-  }
-  const after = sent.filter((m) => m.type === MessageType.Snapshot && m.to === 2).length;
-  t.ok(after > before, 'the snapshot is sent again although peer 2 answers heartbeats');
+  const before = snapshotsTo2().length;
+  tick0(20);
+  t.ok(snapshotsTo2().length > before, 'the snapshot is sent again although peer 2 answers heartbeats');
   t.equal(cores[2]!.log.snapshotIndex(), 10, 'peer 2 installed it');
   t.equal(cores[2]!.status().commitIndex, 12, 'and caught up');
 });
