@@ -38,12 +38,15 @@ async function measure(concurrency: number): Promise<Row> {
   const c = new Cluster({ peers: PEERS });
   // index -> resolve, fired when the leader applies that index (it is committed)
   const waiting = new Map<number, () => void>();
+  // The apply can arrive before Start's answer: remember how far the leader applied.
+  let appliedUpTo = 0;
   let leader = -1;
   try {
     for (let i = 0; i < PEERS; i++) {
       await c.start(i, (peer, entries) => {
         if (peer !== leader) return;
         for (const e of entries) {
+          appliedUpTo = Math.max(appliedUpTo, e.index);
           waiting.get(e.index)?.();
           waiting.delete(e.index);
         }
@@ -64,7 +67,7 @@ async function measure(concurrency: number): Promise<Row> {
           throw e;
         }
         if (!r.isLeader) throw new Error('leadership moved during the benchmark');
-        await new Promise<void>((resolve) => waiting.set(r.index, resolve));
+        if (r.index > appliedUpTo) await new Promise<void>((resolve) => waiting.set(r.index, resolve));
         latencies.push(performance.now() - t0);
       }
     };
