@@ -105,6 +105,8 @@ export class SqliteStorage implements Storage {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly writeReady: (rd: Ready) => void;
+  /** No stored entry lies above this index (the last Ready's lastIndex, or the highest on open). */
+  private storedLast: number;
 
   constructor(file: string, opts: SqliteOptions) {
     if (!Number.isSafeInteger(opts.peer) || opts.peer < 0) throw new TypeError(`peer must be a non-negative integer, got ${String(opts.peer)}`);
@@ -139,6 +141,7 @@ export class SqliteStorage implements Storage {
       insert: db.prepare('INSERT INTO log (idx, term, data) VALUES (?, ?, ?)'),
     };
     const s = this.stmts;
+    this.storedLast = (db.prepare('SELECT MAX(idx) AS m FROM log').get() as { m: number | null }).m ?? 0;
     this.writeReady = db.transaction((rd: Ready) => {
       if (rd.hardState) s.hard.run(rd.hardState.term, rd.hardState.vote);
       if (rd.snapshot) {
@@ -163,12 +166,10 @@ export class SqliteStorage implements Storage {
 
   /** Write one Ready atomically; returns once it is durable (with fsync on). */
   save(rd: Ready): void {
-    if (!rd.hardState && !rd.snapshot && rd.entries.length === 0) {
-      // Only a possible truncation beyond lastIndex; skip the transaction when there is none.
-      const last = this.db.prepare('SELECT MAX(idx) AS m FROM log').get() as { m: number | null };
-      if (last.m === null || last.m <= rd.lastIndex) return;
-    }
+    // A Ready with nothing to write and no truncation needs no transaction.
+    if (!rd.hardState && !rd.snapshot && rd.entries.length === 0 && this.storedLast <= rd.lastIndex) return;
     this.writeReady(rd);
+    this.storedLast = rd.lastIndex;
   }
 
   raftStateSize(): number {
