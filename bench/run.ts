@@ -52,7 +52,7 @@ async function measure(concurrency: number): Promise<Row> {
         }
       });
     }
-    for (let i = 0; i < PEERS; i++) for (let j = 0; j < PEERS; j++) c.faults.setEnabled(i, j, true);
+    c.connectAll();
     leader = await leaderOf(c);
     const latencies: number[] = [];
     let stop = false;

@@ -70,8 +70,9 @@ const workerUrl = new URL('../workers/peer.js', import.meta.url);
 /**
  * A whole Raft cluster in this process: one worker thread per peer, wired
  * peer-to-peer with MessageChannels, sharing one fault-injecting network.
- * Peers start isolated (every link disabled); the caller enables links
- * through `faults` (the lab harness's connect/disconnect do exactly that).
+ * Peers start isolated (every link disabled): call connectAll() for a
+ * healthy network, or drive `faults` link by link (the lab harness's
+ * connect/disconnect do exactly that).
  */
 export class Cluster {
   readonly n: number;
@@ -104,6 +105,11 @@ export class Cluster {
     if (this.dataDir) mkdirSync(this.dataDir, { recursive: true });
     this.faults = new FaultState(this.n);
     this.slots = new Array(this.n).fill(undefined);
+  }
+
+  /** Enable every link between every pair of peers. */
+  connectAll(): void {
+    for (let i = 0; i < this.n; i++) for (let j = 0; j < this.n; j++) this.faults.setEnabled(i, j, true);
   }
 
   private checkPeer(what: string, i: number): void {

@@ -180,6 +180,17 @@ export class SqliteStorage implements Storage {
     if (this.db.open) this.db.close();
   }
 
+  /** The stored log rows of a peer file, read without taking the file over. */
+  static inspectLog(file: string): Entry[] {
+    const db = openChecked(file, true);
+    try {
+      const rows = db.prepare('SELECT idx, term, data FROM log ORDER BY idx').raw().all() as [number, number, Buffer][];
+      return rows.map(([index, term, data]) => ({ index, term, data: new Uint8Array(data) }));
+    } finally {
+      db.close();
+    }
+  }
+
   /** Read a peer file without taking it over (the harness reads crashed peers' files). */
   static inspect(file: string): { peer: number | undefined; snapshot: Snapshot | undefined; raftStateSize: number } {
     const db = openChecked(file, true);

@@ -19,10 +19,6 @@ const tty = process.stdout.isTTY;
 const committed = new Set<number>();
 let nextValue = 0;
 
-function connectAll(): void {
-  for (let i = 0; i < PEERS; i++) for (let j = 0; j < PEERS; j++) cluster.faults.setEnabled(i, j, true);
-}
-
 function onApply(_peer: number, entries: { command: unknown }[]): void {
   for (const e of entries) if (typeof e.command === 'number') committed.add(e.command);
 }
@@ -78,7 +74,7 @@ async function propose(label: string, ms: number): Promise<number> {
 async function main(): Promise<void> {
   console.log(`Starting ${PEERS} Raft peers, each in its own worker thread, storing to ${dataDir}/ (SQLite, fsync on)...`);
   for (let i = 0; i < PEERS; i++) await cluster.start(i, onApply);
-  connectAll();
+  cluster.connectAll();
   const first = await findLeader();
   console.log(`Leader elected: peer ${first.leader} in term ${first.term} after ${first.ms} ms`);
 
@@ -95,7 +91,7 @@ async function main(): Promise<void> {
 
   console.log(`Restarting peer ${victim} in a new worker from its SQLite file (it recovers, then catches up)...`);
   await cluster.start(victim, onApply);
-  connectAll();
+  cluster.connectAll();
   await propose('phase 3 (all peers up again)', PHASE_MS);
 
   // Every peer must end with the same applied prefix: read their status.
