@@ -17,11 +17,15 @@ export function labTest(description: string, n: number, flags: LabFlags, body: (
       log: (line) => tt.comment(line),
     });
     tt.comment(`seed ${cfg.seed}`);
+    const cpu0 = process.cpuUsage();
     await cfg.run(async () => {
       cfg.begin(description);
       await body(cfg);
       cfg.end();
     });
+    const cpu = process.cpuUsage(cpu0);
+    // CPU of the whole process, peer workers included (the suite's budget is CPU time).
+    tt.comment(`cpu ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s`);
     tt.pass('Passed');
   });
 }
