@@ -17,6 +17,9 @@ export interface PeerWorkerData {
   incarnation: number;
   seed: number;
   timing: PeerTiming;
+  /** Unacknowledged AppendEntries per follower. */
+  maxInflight: number;
+  preVote: boolean;
   faults: SharedArrayBuffer;
   /** peer id -> port connected to that peer's worker */
   ports: Record<number, MessagePort>;

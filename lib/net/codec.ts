@@ -24,13 +24,13 @@ export class DecodeError extends Error {
 
 export function encodeFrame(f: Frame): Uint8Array {
   const m = f.msg;
-  const head = [f.fromInc, f.toInc, m.type, m.term, m.from, m.to];
+  const head: unknown[] = [f.fromInc, f.toInc, m.type, m.term, m.from, m.to];
   switch (m.type) {
     case MessageType.Vote:
-      head.push(m.lastLogIndex, m.lastLogTerm);
+      head.push(m.lastLogIndex, m.lastLogTerm, m.pre);
       return packr.pack(head);
     case MessageType.VoteResponse:
-      return packr.pack([...head, m.granted]);
+      return packr.pack([...head, m.granted, m.pre]);
     case MessageType.Append: {
       const flat: unknown[] = new Array(m.entries.length * 2);
       for (let k = 0; k < m.entries.length; k++) {
@@ -76,10 +76,10 @@ export function decodeFrame(raw: unknown): Frame {
   let msg: Message;
   switch (type) {
     case MessageType.Vote:
-      msg = { type, term, from, to, lastLogIndex: int(raw[6], 'lastLogIndex'), lastLogTerm: int(raw[7], 'lastLogTerm') };
+      msg = { type, term, from, to, lastLogIndex: int(raw[6], 'lastLogIndex'), lastLogTerm: int(raw[7], 'lastLogTerm'), pre: bool(raw[8], 'pre') };
       break;
     case MessageType.VoteResponse:
-      msg = { type, term, from, to, granted: bool(raw[6], 'granted') };
+      msg = { type, term, from, to, granted: bool(raw[6], 'granted'), pre: bool(raw[7], 'pre') };
       break;
     case MessageType.Append: {
       const prevLogIndex = int(raw[6], 'prevLogIndex');

@@ -40,6 +40,14 @@ export interface CoreOptions {
   /** Unacknowledged AppendEntries a leader keeps outstanding per follower. */
   maxInflight?: number;
   /**
+   * Pre-vote (thesis 9.6; default false, the plain Figure 2 election): a peer
+   * whose election timer fires first asks whether a majority would vote for
+   * it, and only then increments its term. A peer that has heard from a
+   * leader, or voted, within the minimum election timeout refuses. A partitioned or
+   * lagging peer therefore cannot force a healthy leader out when it returns.
+   */
+  preVote?: boolean;
+  /**
    * Test-only: deliberately broken rules, so the simulator can prove it
    * catches them. Never set outside tests.
    */
@@ -101,12 +109,19 @@ export class RaftCore {
   private readonly maxEntries: number;
   private readonly maxBytes: number;
   private readonly maxInflight: number;
+  private readonly preVote: boolean;
   private readonly bugs: PlantedBugs;
 
   private electionElapsed = 0;
   private randomizedElection = 0;
   private heartbeatElapsed = 0;
+  /** Ticks since this core started (the leader's clock for retransmission). */
+  private ticks = 0;
+  /** An AppendEntries unanswered for this many ticks is presumed lost and sent again. */
+  private readonly retransmitTicks: number;
   private votes = new Set<PeerId>();
+  /** Peers that answered this pre-vote campaign: the ones known to be up. */
+  private responders = new Set<PeerId>();
   private progress: Progress[] = [];
   private needBroadcast = false;
   private msgs: Message[] = [];
@@ -130,7 +145,10 @@ export class RaftCore {
     this.maxEntries = requireInt('maxEntriesPerMessage', opts.maxEntriesPerMessage ?? 4096, 1);
     this.maxBytes = requireInt('maxBytesPerMessage', opts.maxBytesPerMessage ?? 1 << 20, 1);
     this.maxInflight = requireInt('maxInflight', opts.maxInflight ?? 256, 1);
+    if (opts.preVote !== undefined && typeof opts.preVote !== 'boolean') throw new RaftOptionError('preVote', 'must be a boolean');
+    this.preVote = opts.preVote ?? false;
     this.bugs = opts.bugs ?? {};
+    this.retransmitTicks = Math.max(2, Math.floor(this.heartbeatTicks / 2));
 
     const init = opts.initial;
     this.term = init?.hardState.term ?? 0;
@@ -166,7 +184,9 @@ export class RaftCore {
   // ---- inputs ---------------------------------------------------------------
 
   tick(): void {
+    this.ticks++;
     if (this.role === Role.Leader) {
+      this.retransmitLost();
       this.heartbeatElapsed++;
       if (this.heartbeatElapsed >= this.heartbeatTicks) {
         this.heartbeatElapsed = 0;
@@ -177,7 +197,28 @@ export class RaftCore {
       return;
     }
     this.electionElapsed++;
-    if (this.electionElapsed >= this.randomizedElection) this.campaign();
+    if (this.electionElapsed >= this.randomizedElection) {
+      if (this.preVote) this.preCampaign();
+      else this.campaign();
+    }
+  }
+
+  /**
+   * How many tick() calls from now the next one that does anything will be
+   * (an election, a heartbeat round, a commit notice); the ones before it
+   * change nothing. A host may sleep that long instead of ticking idly.
+   */
+  ticksUntilDue(): number {
+    if (this.role === Role.Leader) {
+      if (this.commitToPropagate()) return 1;
+      let due = this.heartbeatTicks - this.heartbeatElapsed;
+      for (let p = 0; p < this.n; p++) {
+        const at = p === this.id ? undefined : this.progress[p]!.oldestInflightAt();
+        if (at !== undefined) due = Math.min(due, at + this.retransmitTicks - this.ticks);
+      }
+      return Math.max(1, due);
+    }
+    return Math.max(1, this.randomizedElection - this.electionElapsed);
   }
 
   /** Append a command if this peer leads; returns where it will sit if it commits. */
@@ -191,7 +232,9 @@ export class RaftCore {
 
   step(m: Message): void {
     if (m.to !== this.id || m.from === this.id || m.from < 0 || m.from >= this.n) return;
-    if (m.term > this.term) {
+    // A pre-vote asks about a future term, and a granted one echoes it: neither moves our term.
+    const aboutFutureTerm = (m.type === MessageType.Vote && m.pre) || (m.type === MessageType.VoteResponse && m.pre && m.granted);
+    if (m.term > this.term && !aboutFutureTerm) {
       const fromLeader = m.type === MessageType.Append || m.type === MessageType.Snapshot;
       this.becomeFollower(m.term, fromLeader ? m.from : -1);
     } else if (m.term < this.term) {
@@ -312,6 +355,9 @@ export class RaftCore {
   }
 
   private campaign(): void {
+    // After a pre-vote round only the peers that answered it are asked: the
+    // rest are down or cut off, and a majority answered anyway.
+    const ask = this.role === Role.PreCandidate ? new Set(this.responders) : undefined;
     this.term++;
     this.vote = this.id;
     this.role = Role.Candidate;
@@ -323,7 +369,7 @@ export class RaftCore {
       return;
     }
     for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
+      if (p === this.id || (ask && !ask.has(p))) continue;
       this.send({
         type: MessageType.Vote,
         from: this.id,
@@ -331,24 +377,68 @@ export class RaftCore {
         term: this.term,
         lastLogIndex: this.log.lastIndex(),
         lastLogTerm: this.log.lastTerm(),
+        pre: false,
+      });
+    }
+  }
+
+  /** Ask for pre-votes for term+1; the real election starts only once a majority would vote. */
+  private preCampaign(): void {
+    this.role = Role.PreCandidate;
+    this.leader = -1;
+    this.votes = new Set([this.id]);
+    this.responders = new Set();
+    this.resetElectionTimer();
+    if (this.votes.size >= majority(this.n)) {
+      this.campaign();
+      return;
+    }
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      this.send({
+        type: MessageType.Vote,
+        from: this.id,
+        to: p,
+        term: this.term + 1,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+        pre: true,
       });
     }
   }
 
   private handleVote(m: VoteRequest): void {
-    const free = this.vote === -1 || this.vote === m.from;
     // 5.4.1: only a candidate whose log is at least as up-to-date may win.
     const upToDate = this.bugs.voteWithoutLogCheck || this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
-    const granted = free && this.role === Role.Follower && upToDate;
+    if (m.pre) {
+      // Leader stickiness: while a leader is heard from (or the candidate we
+      // just voted for may be winning), nobody needs a new one.
+      const recent = this.electionElapsed < this.electionTicks && (this.leader !== -1 || this.vote !== -1);
+      const granted = m.term > this.term && this.role !== Role.Leader && !recent && upToDate;
+      this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: granted ? m.term : this.term, granted, pre: true });
+      return;
+    }
+    const free = this.vote === -1 || this.vote === m.from;
+    const granted = free && (this.role === Role.Follower || this.role === Role.PreCandidate) && upToDate;
     if (granted) {
       this.vote = m.from;
       this.resetElectionTimer();
     }
-    this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted });
+    this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted, pre: false });
   }
 
   private handleVoteResponse(m: VoteResponse): void {
-    if (this.role !== Role.Candidate || !m.granted) return;
+    if (m.pre) {
+      if (this.role !== Role.PreCandidate) return;
+      this.responders.add(m.from);
+      if (!m.granted || m.term !== this.term + 1) return;
+      this.votes.add(m.from);
+      if (this.votes.size >= majority(this.n)) this.campaign();
+      return;
+    }
+    if (this.role !== Role.Candidate) return;
+    this.responders.add(m.from);
+    if (!m.granted) return;
     this.votes.add(m.from);
     if (this.votes.size >= majority(this.n)) this.becomeLeader();
   }
@@ -361,14 +451,26 @@ export class RaftCore {
     for (let p = 0; p < this.n; p++) this.progress.push(new Progress(this.log.lastIndex() + 1, this.maxInflight));
     this.progress[this.id]!.maybeUpdate(this.log.stableIndex);
     this.progress[this.id]!.becomeReplicate();
-    // Assert leadership at once rather than waiting a heartbeat interval.
-    for (let p = 0; p < this.n; p++) if (p !== this.id) this.sendAppend(p);
+    // Assert leadership at once rather than waiting a heartbeat interval; with
+    // pre-vote, only to the peers known to be up.
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      if (!this.preVote || this.responders.has(p)) {
+        this.sendAppend(p);
+      } else {
+        // Presumed down: new entries wait for a heartbeat round, and rounds
+        // contact it at the silent-follower pace until it answers.
+        const pr = this.progress[p]!;
+        pr.paused = true;
+        pr.silentRounds = SILENT_ROUNDS_BACKOFF;
+      }
+    }
   }
 
   /** Answer a request from an older term so its sender learns the newer term. */
   private rejectStale(m: Message): void {
     if (m.type === MessageType.Vote) {
-      this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted: false });
+      this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted: false, pre: m.pre });
     } else if (m.type === MessageType.Append) {
       this.respondAppend(m.from, false, m.prevLogIndex, 0, 0);
     } else if (m.type === MessageType.Snapshot) {
@@ -540,7 +642,7 @@ export class RaftCore {
       commit,
     });
     pr.sentCommit = Math.max(pr.sentCommit, Math.min(commit, prev + entries.length));
-    if (entries.length > 0) pr.sentEntries(entries[entries.length - 1]!.index);
+    if (entries.length > 0) pr.sentEntries(entries[entries.length - 1]!.index, this.ticks);
     else if (pr.state === 'probe') pr.paused = true;
   }
 
@@ -595,14 +697,36 @@ export class RaftCore {
     }
   }
 
-  /** Followers learn a new commit index within one tick instead of one heartbeat. */
-  private propagateCommit(): void {
-    const commit = this.log.commitIndex;
+  /**
+   * With few AppendEntries allowed in flight, a lost one would stall its
+   * follower until a heartbeat round noticed; resend it after a short wait.
+   */
+  private retransmitLost(): void {
     for (let p = 0; p < this.n; p++) {
       if (p === this.id) continue;
       const pr = this.progress[p]!;
-      if (pr.state === 'replicate' && pr.sentCommit < Math.min(commit, pr.match)) this.sendHeartbeat(p);
+      const at = pr.oldestInflightAt();
+      if (pr.state !== 'replicate' || at === undefined || this.ticks - at < this.retransmitTicks) continue;
+      pr.becomeProbe();
+      pr.next = pr.match + 1;
+      this.sendAppend(p);
     }
+  }
+
+  /** A follower in the stream that has not been told the commit index its log already allows. */
+  private needsCommit(p: PeerId): boolean {
+    const pr = this.progress[p]!;
+    return pr.state === 'replicate' && pr.sentCommit < Math.min(this.log.commitIndex, pr.match);
+  }
+
+  private commitToPropagate(): boolean {
+    for (let p = 0; p < this.n; p++) if (p !== this.id && this.needsCommit(p)) return true;
+    return false;
+  }
+
+  /** Followers learn a new commit index within one tick instead of one heartbeat. */
+  private propagateCommit(): void {
+    for (let p = 0; p < this.n; p++) if (p !== this.id && this.needsCommit(p)) this.sendHeartbeat(p);
   }
 
   private send(m: Message): void {

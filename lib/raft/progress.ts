@@ -25,6 +25,8 @@ export class Progress {
   silentRounds = 0;
   /** Last index carried by each unacknowledged AppendEntries, oldest first. */
   private inflight: number[] = [];
+  /** The leader's tick count when each of them was sent. */
+  private inflightAt: number[] = [];
   /** Snapshot index being sent, in snapshot state. */
   pendingSnapshot = 0;
   /** Heartbeat rounds spent in snapshot state (paces retransmission). */
@@ -38,6 +40,7 @@ export class Progress {
     this.state = 'probe';
     this.paused = false;
     this.inflight = [];
+    this.inflightAt = [];
     this.next = Math.max(this.next, this.match + 1);
   }
 
@@ -45,6 +48,7 @@ export class Progress {
     this.state = 'replicate';
     this.paused = false;
     this.inflight = [];
+    this.inflightAt = [];
     this.next = this.match + 1;
   }
 
@@ -52,6 +56,7 @@ export class Progress {
     this.state = 'snapshot';
     this.paused = false;
     this.inflight = [];
+    this.inflightAt = [];
     this.pendingSnapshot = index;
     this.snapshotRounds = 0;
   }
@@ -64,18 +69,27 @@ export class Progress {
       moved = true;
     }
     if (this.next < index + 1) this.next = index + 1;
-    while (this.inflight.length > 0 && this.inflight[0]! <= index) this.inflight.shift();
+    while (this.inflight.length > 0 && this.inflight[0]! <= index) {
+      this.inflight.shift();
+      this.inflightAt.shift();
+    }
     return moved;
   }
 
   /** Sent entries up to `last` (replicate state streams ahead). */
-  sentEntries(last: number): void {
+  sentEntries(last: number, now: number): void {
     if (this.state === 'replicate') {
       this.next = last + 1;
       this.inflight.push(last);
+      this.inflightAt.push(now);
     } else if (this.state === 'probe') {
       this.paused = true;
     }
+  }
+
+  /** When the oldest unacknowledged AppendEntries was sent (leader ticks), if any is. */
+  oldestInflightAt(): number | undefined {
+    return this.inflightAt[0];
   }
 
   inflightFull(): boolean {

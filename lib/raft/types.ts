@@ -40,15 +40,23 @@ interface Envelope {
   term: number;
 }
 
+/**
+ * RequestVote, or with `pre` a pre-vote (thesis 9.6): "would you vote for me
+ * in `term`?", asked before a candidate increments its term. A pre-vote
+ * changes nothing at the receiver.
+ */
 export interface VoteRequest extends Envelope {
   type: typeof MessageType.Vote;
   lastLogIndex: number;
   lastLogTerm: number;
+  pre: boolean;
 }
 
+/** A granted pre-vote carries the term asked about; a refusal the voter's own term. */
 export interface VoteResponse extends Envelope {
   type: typeof MessageType.VoteResponse;
   granted: boolean;
+  pre: boolean;
 }
 
 export interface AppendRequest extends Envelope {
@@ -99,6 +107,8 @@ export function isRequest(m: Message): boolean {
 
 export const Role = {
   Follower: 'follower',
+  /** Asking for pre-votes; its term is unchanged until a majority would vote for it. */
+  PreCandidate: 'precandidate',
   Candidate: 'candidate',
   Leader: 'leader',
 } as const;

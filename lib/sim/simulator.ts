@@ -27,6 +27,8 @@ export interface SimOptions {
   /** Bound, in simulated ms, for a new command to commit once faults stop. Default 5000. */
   livenessMs?: number;
   bugs?: PlantedBugs;
+  /** Peers run pre-vote elections. Default: odd seeds do, even seeds run plain Figure 2 elections. */
+  preVote?: boolean;
   /** Events kept for the failure trace. Default 30. */
   traceSize?: number;
 }
@@ -110,9 +112,9 @@ function describeMessage(m: Message): string {
   const head = `${typeName[m.type]} ${m.from}->${m.to} t${m.term}`;
   switch (m.type) {
     case MessageType.Vote:
-      return `${head} last=${m.lastLogIndex}/t${m.lastLogTerm}`;
+      return `${m.pre ? 'Pre' : ''}${head} last=${m.lastLogIndex}/t${m.lastLogTerm}`;
     case MessageType.VoteResponse:
-      return `${head} ${m.granted ? 'granted' : 'refused'}`;
+      return `${m.pre ? 'Pre' : ''}${head} ${m.granted ? 'granted' : 'refused'}`;
     case MessageType.Append:
       return `${head} prev=${m.prevLogIndex}/t${m.prevLogTerm} n=${m.entries.length} commit=${m.commit}`;
     case MessageType.AppendResponse:
@@ -149,6 +151,8 @@ export class Simulation {
   /** Per-seed fault profile: how hard focused crashes hit, how sparse proposals are. */
   private readonly crashScale: number;
   private readonly proposeGap: number;
+  private readonly preVote: boolean;
+  private readonly maxInflight: number;
 
   // what the checks remember
   private readonly leaderOfTerm = new Map<number, number>();
@@ -174,6 +178,9 @@ export class Simulation {
     this.faultMs = opts.faultMs ?? 3000;
     this.livenessMs = opts.livenessMs ?? 5000;
     this.bugs = opts.bugs;
+    this.preVote = opts.preVote ?? opts.seed % 2 === 1;
+    // Without a PRNG draw, so existing seeds keep their paths: 1 (the Cluster default), 2 or 8.
+    this.maxInflight = [1, 2, 8][Math.floor(opts.seed / 2) % 3]!;
     this.traceSize = opts.traceSize ?? 30;
     this.group = new Array(this.n).fill(0);
     this.crashScale = [0.5, 1, 3][randInt(this.rng, 0, 2)]!;
@@ -237,8 +244,9 @@ export class Simulation {
       heartbeatTicks: HEARTBEAT_TICKS,
       rng: seededRng(Math.floor(this.rng() * 2 ** 32)),
       initial,
-      maxInflight: 8,
+      maxInflight: this.maxInflight,
       maxEntriesPerMessage: 16,
+      preVote: this.preVote,
       bugs: this.bugs,
     });
     p.svc = { index: 0, hash: 0 };

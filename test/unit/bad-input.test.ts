@@ -12,6 +12,9 @@ t.test('invalid cluster options throw an OptionError naming the option', async (
     [{ peers: 3, electionTicks: 12.5 }, 'electionTicks'],
     [{ peers: 3, heartbeatTicks: '10' }, 'heartbeatTicks'],
     [{ peers: 3, electionTicks: 10, heartbeatTicks: 10 }, 'heartbeatTicks'],
+    [{ peers: 3, maxInflight: 0 }, 'maxInflight'],
+    [{ peers: 3, maxInflight: 2.5 }, 'maxInflight'],
+    [{ peers: 3, preVote: 'yes' }, 'preVote'],
   ];
   for (const [opts, option] of cases) {
     let thrown: unknown;

@@ -87,6 +87,7 @@ const voteReq = (from: PeerId, to: PeerId, term: number, lastLogIndex = 0, lastL
   term,
   lastLogIndex,
   lastLogTerm,
+  pre: false,
 });
 
 const voteResp = (from: PeerId, to: PeerId, term: number, granted: boolean): VoteResponse => ({
@@ -95,6 +96,7 @@ const voteResp = (from: PeerId, to: PeerId, term: number, granted: boolean): Vot
   to,
   term,
   granted,
+  pre: false,
 });
 
 const appendReq = (
