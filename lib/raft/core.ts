@@ -43,7 +43,7 @@ export interface CoreOptions {
    * Pre-vote (thesis 9.6; default false, the plain Figure 2 election): a peer
    * whose election timer fires first asks whether a majority would vote for
    * it, and only then increments its term. A peer that has heard from a
-   * leader, or voted, within the minimum election timeout refuses. A partitioned or
+   * leader, or granted a vote, within the minimum election timeout refuses. A partitioned or
    * lagging peer therefore cannot force a healthy leader out when it returns.
    */
   preVote?: boolean;
@@ -117,10 +117,12 @@ export class RaftCore {
   private heartbeatElapsed = 0;
   /** Ticks since this core started (the leader's clock for retransmission). */
   private ticks = 0;
+  /** When this peer last granted a real vote (ticks). */
+  private votedAt = -Infinity;
   /** An AppendEntries unanswered for this many ticks is presumed lost and sent again. */
   private readonly retransmitTicks: number;
   private votes = new Set<PeerId>();
-  /** Peers that answered this pre-vote campaign: the ones known to be up. */
+  /** Peers that answered this campaign's pre-votes or votes: the ones known to be up. */
   private responders = new Set<PeerId>();
   private progress: Progress[] = [];
   private needBroadcast = false;
@@ -148,7 +150,7 @@ export class RaftCore {
     if (opts.preVote !== undefined && typeof opts.preVote !== 'boolean') throw new RaftOptionError('preVote', 'must be a boolean');
     this.preVote = opts.preVote ?? false;
     this.bugs = opts.bugs ?? {};
-    this.retransmitTicks = Math.max(2, Math.floor(this.heartbeatTicks / 2));
+    this.retransmitTicks = Math.max(2, Math.floor(this.heartbeatTicks / 3));
 
     const init = opts.initial;
     this.term = init?.hardState.term ?? 0;
@@ -355,9 +357,6 @@ export class RaftCore {
   }
 
   private campaign(): void {
-    // After a pre-vote round only the peers that answered it are asked: the
-    // rest are down or cut off, and a majority answered anyway.
-    const ask = this.role === Role.PreCandidate ? new Set(this.responders) : undefined;
     this.term++;
     this.vote = this.id;
     this.role = Role.Candidate;
@@ -369,7 +368,7 @@ export class RaftCore {
       return;
     }
     for (let p = 0; p < this.n; p++) {
-      if (p === this.id || (ask && !ask.has(p))) continue;
+      if (p === this.id) continue;
       this.send({
         type: MessageType.Vote,
         from: this.id,
@@ -413,8 +412,9 @@ export class RaftCore {
     if (m.pre) {
       // Leader stickiness: while a leader is heard from (or the candidate we
       // just voted for may be winning), nobody needs a new one.
-      const recent = this.electionElapsed < this.electionTicks && (this.leader !== -1 || this.vote !== -1);
-      const granted = m.term > this.term && this.role !== Role.Leader && !recent && upToDate;
+      const leaderHeard = this.leader !== -1 && this.electionElapsed < this.electionTicks;
+      const justVoted = this.ticks - this.votedAt < this.electionTicks;
+      const granted = m.term > this.term && this.role !== Role.Leader && !leaderHeard && !justVoted && upToDate;
       this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: granted ? m.term : this.term, granted, pre: true });
       return;
     }
@@ -422,23 +422,22 @@ export class RaftCore {
     const granted = free && (this.role === Role.Follower || this.role === Role.PreCandidate) && upToDate;
     if (granted) {
       this.vote = m.from;
+      this.votedAt = this.ticks;
       this.resetElectionTimer();
     }
     this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: this.term, granted, pre: false });
   }
 
   private handleVoteResponse(m: VoteResponse): void {
+    // Any answer, even one that comes after the majority, shows the peer is up.
+    if (this.role !== Role.Follower) this.responders.add(m.from);
     if (m.pre) {
-      if (this.role !== Role.PreCandidate) return;
-      this.responders.add(m.from);
-      if (!m.granted || m.term !== this.term + 1) return;
+      if (this.role !== Role.PreCandidate || !m.granted || m.term !== this.term + 1) return;
       this.votes.add(m.from);
       if (this.votes.size >= majority(this.n)) this.campaign();
       return;
     }
-    if (this.role !== Role.Candidate) return;
-    this.responders.add(m.from);
-    if (!m.granted) return;
+    if (this.role !== Role.Candidate || !m.granted) return;
     this.votes.add(m.from);
     if (this.votes.size >= majority(this.n)) this.becomeLeader();
   }

@@ -96,9 +96,13 @@ t.test('pre-vote: granted only when the log is up to date and no leader is heard
   t.match(take(v).messages[0]!, { type: MessageType.VoteResponse, granted: true }, 'votes for peer 0 in term 1');
   v.step({ type: MessageType.Vote, from: 1, to: 2, term: 2, lastLogIndex: 0, lastLogTerm: 0, pre: true });
   t.match(take(v).messages[0]!, { granted: false, term: 1 }, 'refuses peer 1 a pre-vote right after voting');
+  for (let k = 0; k < ELECTION; k++) v.tick();
+  drain(v);
+  v.step({ type: MessageType.Vote, from: 1, to: 2, term: 2, lastLogIndex: 0, lastLogTerm: 0, pre: true });
+  t.match(take(v).messages[0]!, { granted: true, term: 2 }, 'but grants it once a minimum election timeout has passed since the vote');
 });
 
-t.test('pre-vote: after a majority would vote, the real election asks only the peers that answered', async (t) => {
+t.test('pre-vote: after a majority would vote, the real election starts; the new leader announces itself to the peers that answered', async (t) => {
   const c = core(0, 5, true);
   tickUntil(c, () => c.status().role === Role.PreCandidate);
   drain(c);
@@ -110,7 +114,7 @@ t.test('pre-vote: after a majority would vote, the real election asks only the p
   const rd = take(c);
   t.same(rd.hardState, { term: 1, vote: 0 }, 'term and self-vote persisted');
   const votes = rd.messages.filter((m) => m.type === MessageType.Vote);
-  t.same(votes.map((m) => m.to).sort(), [1, 2], 'real RequestVote only to the peers that answered');
+  t.same(votes.map((m) => m.to).sort(), [1, 2, 3, 4], 'real RequestVote to every peer');
   t.ok(votes.every((m) => m.type === MessageType.Vote && !m.pre && m.term === 1), 'real votes of term 1');
   c.step({ type: MessageType.VoteResponse, from: 1, to: 0, term: 1, granted: true, pre: false });
   c.step({ type: MessageType.VoteResponse, from: 2, to: 0, term: 1, granted: true, pre: false });
