@@ -367,17 +367,14 @@ export class RaftCore {
       this.becomeLeader();
       return;
     }
+    this.requestVotes(this.term, false);
+  }
+
+  /** RequestVote (or a pre-vote) for `term` to every other peer. */
+  private requestVotes(term: number, pre: boolean): void {
     for (let p = 0; p < this.n; p++) {
       if (p === this.id) continue;
-      this.send({
-        type: MessageType.Vote,
-        from: this.id,
-        to: p,
-        term: this.term,
-        lastLogIndex: this.log.lastIndex(),
-        lastLogTerm: this.log.lastTerm(),
-        pre: false,
-      });
+      this.send({ type: MessageType.Vote, from: this.id, to: p, term, lastLogIndex: this.log.lastIndex(), lastLogTerm: this.log.lastTerm(), pre });
     }
   }
 
@@ -392,18 +389,7 @@ export class RaftCore {
       this.campaign();
       return;
     }
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      this.send({
-        type: MessageType.Vote,
-        from: this.id,
-        to: p,
-        term: this.term + 1,
-        lastLogIndex: this.log.lastIndex(),
-        lastLogTerm: this.log.lastTerm(),
-        pre: true,
-      });
-    }
+    this.requestVotes(this.term + 1, true);
   }
 
   private handleVote(m: VoteRequest): void {
