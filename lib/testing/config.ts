@@ -82,7 +82,6 @@ export class Config {
   private rejectFailed!: (e: Error) => void;
   private readonly failed: Promise<never>;
   readonly log: (line: string) => void;
-  private cursor = 0;
   figures: PassedFigures | undefined;
   private readonly ownDataDir: string | undefined;
   private readonly snapshotMode: boolean;
@@ -422,12 +421,14 @@ export class Config {
   /** A complete agreement on cmd, as the lab's one(). */
   async one(cmd: unknown, expectedServers: number, retry: boolean): Promise<number> {
     const t0 = Date.now();
+    // Each call starts its rotation at server 1; later passes continue it.
+    let cursor = 0;
     while (Date.now() - t0 < 10_000 && !this.finished) {
       this.throwIfFailed();
       let index = -1;
       for (let si = 0; si < this.n; si++) {
-        this.cursor = (this.cursor + 1) % this.n;
-        const s = this.cursor;
+        cursor = (cursor + 1) % this.n;
+        const s = cursor;
         if (!this.connected[s] || !this.cluster.isRunning(s)) continue;
         let r;
         try {

@@ -27,7 +27,12 @@ async function snapcommon(cfg: Config, disconnect: boolean, crash: boolean): Pro
 
     // perhaps send enough to get a snapshot
     const nn = SnapShotInterval / 2 + (cfg.randomInt() % SnapShotInterval);
-    for (let k = 0; k < nn; k++) await cfg.start(sender, cfg.randomInt()).catch(() => undefined);
+    // Go's Start returns without a round trip, so the original's loop hands
+    // the peer its nn commands back to back; issuing the calls without
+    // waiting on each answer does the same (one port keeps them in order).
+    const starts: Promise<unknown>[] = [];
+    for (let k = 0; k < nn; k++) starts.push(cfg.start(sender, cfg.randomInt()).catch(() => undefined));
+    await Promise.all(starts);
 
     // let applier threads catch up with the Start()'s
     if (!disconnect && !crash) {
