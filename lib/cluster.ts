@@ -30,9 +30,10 @@ export interface ClusterOptions {
   fsync?: boolean;
   /**
    * Unacknowledged AppendEntries a leader keeps in flight to one follower
-   * (default 4). Once they are out, new entries wait and then travel
-   * together: fewer messages and fewer follower writes, the same latency for
-   * a lone client.
+   * (default 4). New entries go at once when nothing is in flight; otherwise
+   * they wait for the answer or the next tick and travel together (a full
+   * message goes at once): fewer messages and fewer writes, the same latency
+   * for a lone client.
    */
   maxInflight?: number;
   /**
@@ -42,6 +43,14 @@ export interface ClusterOptions {
    * healthy leader. false gives the plain elections of Figure 2.
    */
   preVote?: boolean;
+  /**
+   * Refuse proposals without a quorum (default true): a leader that has not
+   * heard from a majority within the minimum election timeout answers
+   * start() as a follower would, until it hears from one again, so clients
+   * move on from a leader that a partition has cut off. It keeps its role:
+   * a partition that heals costs no election.
+   */
+  refuseWithoutQuorum?: boolean;
 }
 
 /** One applied command as seen on a peer's apply stream. */
@@ -93,6 +102,7 @@ export class Cluster {
   readonly timing: PeerTiming;
   readonly maxInflight: number;
   readonly preVote: boolean;
+  readonly refuseWithoutQuorum: boolean;
   readonly faults: FaultState;
   private readonly slots: (Slot | undefined)[];
   private readonly seed: number;
@@ -114,6 +124,10 @@ export class Cluster {
     this.maxInflight = positiveInt('maxInflight', opts.maxInflight ?? 4, 1, 1 << 16);
     if (opts.preVote !== undefined && typeof opts.preVote !== 'boolean') throw new OptionError('preVote', `must be a boolean, got ${String(opts.preVote)}`);
     this.preVote = opts.preVote ?? true;
+    if (opts.refuseWithoutQuorum !== undefined && typeof opts.refuseWithoutQuorum !== 'boolean') {
+      throw new OptionError('refuseWithoutQuorum', `must be a boolean, got ${String(opts.refuseWithoutQuorum)}`);
+    }
+    this.refuseWithoutQuorum = opts.refuseWithoutQuorum ?? true;
     this.seed = opts.seed === undefined ? randomInt(2 ** 31) : positiveInt('seed', opts.seed, 0, 2 ** 32 - 1);
     if (opts.dataDir !== undefined && (typeof opts.dataDir !== 'string' || opts.dataDir === '')) {
       throw new OptionError('dataDir', `must be a directory path, got ${String(opts.dataDir)}`);
@@ -183,6 +197,7 @@ export class Cluster {
       timing: this.timing,
       maxInflight: this.maxInflight,
       preVote: this.preVote,
+      refuseWithoutQuorum: this.refuseWithoutQuorum,
       faults: this.faults.sab,
       ports,
       applyPort: apply.port2,

@@ -20,6 +20,7 @@ export interface PeerWorkerData {
   /** Unacknowledged AppendEntries per follower. */
   maxInflight: number;
   preVote: boolean;
+  refuseWithoutQuorum: boolean;
   faults: SharedArrayBuffer;
   /** peer id -> port connected to that peer's worker */
   ports: Record<number, MessagePort>;

@@ -27,6 +27,7 @@ const core = new RaftCore({
   heartbeatTicks: wd.timing.heartbeatTicks,
   maxInflight: wd.maxInflight,
   preVote: wd.preVote,
+  refuseWithoutQuorum: wd.refuseWithoutQuorum,
   rng: seededRng(wd.seed),
   initial,
 });
@@ -38,7 +39,6 @@ if (initial.snapshot && initial.snapshot.index > 0) {
 
 let drainScheduled = false;
 let stopped = false;
-let persistedWaiters: (() => void)[] = [];
 
 function schedule(): void {
   if (drainScheduled || stopped) return;
@@ -122,9 +122,6 @@ function drain(): void {
   }
   transport.flush();
   armTimer();
-  const waiters = persistedWaiters;
-  persistedWaiters = [];
-  for (const w of waiters) w();
 }
 
 armTimer();
@@ -136,8 +133,6 @@ function stop(): void {
   transport.close();
   wd.applyPort.close();
   storage.close();
-  for (const w of persistedWaiters) w();
-  persistedWaiters = [];
 }
 
 const api: PeerApi = {
@@ -146,11 +141,10 @@ const api: PeerApi = {
     catchUp();
     const placed = core.propose(command);
     if (!placed) return { index: -1, term: core.currentTerm(), isLeader: false };
-    // Answer once the entry is durable, never after replication.
-    await new Promise<void>((resolve) => {
-      persistedWaiters.push(resolve);
-      schedule();
-    });
+    // Answer at once, as Figure 2's Start does: the entry may still be lost
+    // (it is not committed), and a caller's next Start can join this one's
+    // write and message instead of waiting for them.
+    schedule();
     return { index: placed.index, term: placed.term, isLeader: true };
   },
   getState() {

@@ -48,6 +48,15 @@ export interface CoreOptions {
    */
   preVote?: boolean;
   /**
+   * Refuse proposals without a quorum (default false): a leader that has not
+   * heard from a majority within the minimum election timeout refuses new
+   * commands, as a follower would, until it hears from one again. A leader
+   * cut off by a partition thus stops taking commands it cannot commit about
+   * when the others can elect a new leader. Unlike etcd's CheckQuorum it
+   * keeps its role, so a partition that heals costs no election.
+   */
+  refuseWithoutQuorum?: boolean;
+  /**
    * Test-only: deliberately broken rules, so the simulator can prove it
    * catches them. Never set outside tests.
    */
@@ -81,6 +90,11 @@ export interface CoreStatus {
 const SNAPSHOT_RETRY_ROUNDS = 3;
 /** After this many silent heartbeat rounds a follower is contacted once per this many rounds. */
 const SILENT_ROUNDS_BACKOFF = 3;
+/**
+ * Ticks a leader waits after its commit index last moved before telling
+ * followers in a message of its own; entries sent meanwhile carry it free.
+ */
+export const COMMIT_NOTICE_TICKS = 2;
 
 function requireInt(option: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
@@ -110,6 +124,7 @@ export class RaftCore {
   private readonly maxBytes: number;
   private readonly maxInflight: number;
   private readonly preVote: boolean;
+  private readonly refuseWithoutQuorum: boolean;
   private readonly bugs: PlantedBugs;
 
   private electionElapsed = 0;
@@ -117,6 +132,8 @@ export class RaftCore {
   private heartbeatElapsed = 0;
   /** Ticks since this core started (the leader's clock for retransmission). */
   private ticks = 0;
+  /** When this leader's commit index last moved (ticks). */
+  private committedAt = 0;
   /** When this peer last granted a real vote (ticks). */
   private votedAt = -Infinity;
   /** An AppendEntries unanswered for this many ticks is presumed lost and sent again. */
@@ -149,6 +166,10 @@ export class RaftCore {
     this.maxInflight = requireInt('maxInflight', opts.maxInflight ?? 256, 1);
     if (opts.preVote !== undefined && typeof opts.preVote !== 'boolean') throw new RaftOptionError('preVote', 'must be a boolean');
     this.preVote = opts.preVote ?? false;
+    if (opts.refuseWithoutQuorum !== undefined && typeof opts.refuseWithoutQuorum !== 'boolean') {
+      throw new RaftOptionError('refuseWithoutQuorum', 'must be a boolean');
+    }
+    this.refuseWithoutQuorum = opts.refuseWithoutQuorum ?? false;
     this.bugs = opts.bugs ?? {};
     this.retransmitTicks = Math.max(2, Math.floor(this.heartbeatTicks / 3));
 
@@ -189,6 +210,7 @@ export class RaftCore {
     this.ticks++;
     if (this.role === Role.Leader) {
       this.retransmitLost();
+      this.needBroadcast = true;
       this.heartbeatElapsed++;
       if (this.heartbeatElapsed >= this.heartbeatTicks) {
         this.heartbeatElapsed = 0;
@@ -212,8 +234,9 @@ export class RaftCore {
    */
   ticksUntilDue(): number {
     if (this.role === Role.Leader) {
-      if (this.commitToPropagate()) return 1;
       let due = this.heartbeatTicks - this.heartbeatElapsed;
+      if (this.holdsEntries()) return 1;
+      if (this.commitToPropagate()) due = Math.min(due, this.committedAt + COMMIT_NOTICE_TICKS - this.ticks);
       for (let p = 0; p < this.n; p++) {
         const at = p === this.id ? undefined : this.progress[p]!.oldestInflightAt();
         if (at !== undefined) due = Math.min(due, at + this.retransmitTicks - this.ticks);
@@ -226,6 +249,7 @@ export class RaftCore {
   /** Append a command if this peer leads; returns where it will sit if it commits. */
   propose(data: Uint8Array): { index: number; term: number } | undefined {
     if (this.role !== Role.Leader) return undefined;
+    if (this.refuseWithoutQuorum && this.ticksUntilQuorumLost() <= 0) return undefined;
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, data };
     this.log.append(entry);
     this.needBroadcast = true;
@@ -296,7 +320,7 @@ export class RaftCore {
     return (
       this.term !== this.persistedHard.term ||
       this.vote !== this.persistedHard.vote ||
-      this.log.stableIndex < this.log.lastIndex() ||
+      this.log.stableIndex < this.persistLimit() ||
       this.msgs.length > 0 ||
       this.log.commitIndex > this.log.appliedIndex ||
       this.unpersistedSnapshot !== undefined ||
@@ -308,7 +332,7 @@ export class RaftCore {
     this.flushBroadcast();
     const hardChanged = this.term !== this.persistedHard.term || this.vote !== this.persistedHard.vote;
     const rd: Ready = {
-      entries: this.log.unstableEntries(),
+      entries: this.log.slice(this.log.stableIndex + 1, this.persistLimit()),
       lastIndex: this.log.lastIndex(),
       messages: this.msgs,
       committed: this.log.slice(this.log.appliedIndex + 1, this.log.commitIndex),
@@ -433,7 +457,8 @@ export class RaftCore {
     this.leader = this.id;
     this.heartbeatElapsed = 0;
     this.progress = [];
-    for (let p = 0; p < this.n; p++) this.progress.push(new Progress(this.log.lastIndex() + 1, this.maxInflight));
+    // The quorum check counts from the election: the votes just received.
+    for (let p = 0; p < this.n; p++) this.progress.push(new Progress(this.log.lastIndex() + 1, this.maxInflight, this.ticks));
     this.progress[this.id]!.maybeUpdate(this.log.stableIndex);
     this.progress[this.id]!.becomeReplicate();
     // Assert leadership at once rather than waiting a heartbeat interval; with
@@ -516,7 +541,7 @@ export class RaftCore {
   private handleAppendResponse(m: AppendResponse): void {
     if (this.role !== Role.Leader) return;
     const pr = this.progress[m.from]!;
-    pr.heardFrom = true;
+    pr.heard(this.ticks);
     if (m.success) {
       if (pr.maybeUpdate(m.index)) {
         if (pr.state === 'probe' || (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot)) pr.becomeReplicate();
@@ -524,7 +549,7 @@ export class RaftCore {
       } else if (pr.state === 'probe') {
         pr.paused = false;
       }
-      if (pr.canSend() && pr.next <= this.log.lastIndex()) this.sendAppend(m.from);
+      if (this.shouldStream(pr)) this.sendAppend(m.from);
       return;
     }
     // A rejection that answers an older message than the one outstanding is stale;
@@ -565,7 +590,7 @@ export class RaftCore {
   private handleSnapshotResponse(m: SnapshotResponse): void {
     if (this.role !== Role.Leader) return;
     const pr = this.progress[m.from]!;
-    pr.heardFrom = true;
+    pr.heard(this.ticks);
     pr.maybeUpdate(m.index);
     if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
       pr.becomeProbe();
@@ -578,12 +603,16 @@ export class RaftCore {
     const pr = this.progress[to]!;
     this.send({ type: MessageType.Snapshot, from: this.id, to, term: this.term, snapshot: this.snapshot });
     pr.becomeSnapshot(this.snapshot.index);
+    pr.lastSentAt = this.ticks;
   }
 
   /** 5.4.2: only entries of the current term are committed by counting replicas. */
   private maybeCommit(): void {
     const n = committedIndex(this.progress.map((p) => p.match));
-    if (n > this.log.commitIndex && (this.log.term(n) === this.term || this.bugs.commitPreviousTerm)) this.log.commitIndex = n;
+    if (n > this.log.commitIndex && (this.log.term(n) === this.term || this.bugs.commitPreviousTerm)) {
+      this.log.commitIndex = n;
+      this.committedAt = this.ticks;
+    }
   }
 
   private flushBroadcast(): void {
@@ -592,9 +621,49 @@ export class RaftCore {
     if (this.role !== Role.Leader) return;
     for (let p = 0; p < this.n; p++) {
       if (p === this.id) continue;
-      const pr = this.progress[p]!;
-      if (pr.canSend() && pr.next <= this.log.lastIndex()) this.sendAppend(p);
+      if (this.shouldStream(this.progress[p]!)) this.sendAppend(p);
     }
+  }
+
+  /**
+   * Send new entries to this follower now? While an AppendEntries sent to it
+   * during the current tick is unanswered, new entries wait for that answer
+   * or the next tick and then travel together (Nagle): a lone client still
+   * gets one round trip, and a burst costs a few messages instead of one per
+   * entry. On a slow link the tick keeps them moving; a whole message's worth
+   * goes at once.
+   */
+  private shouldStream(pr: Progress): boolean {
+    if (!pr.canSend() || pr.next > this.log.lastIndex()) return false;
+    if (pr.state !== 'replicate' || pr.inflightCount() === 0 || pr.newestInflightAt()! < this.ticks) return true;
+    const pending = this.log.lastIndex() - pr.next + 1;
+    if (pending >= this.maxEntries) return true;
+    let bytes = 0;
+    for (let i = pr.next; i <= this.log.lastIndex(); i++) {
+      bytes += this.log.entry(i)!.data.length;
+      if (bytes >= this.maxBytes) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The last index to persist now. A leader writes its new entries when it
+   * ships them: entries held back for followers that are awaiting an answer
+   * are written together with the message that carries them, so a burst
+   * costs one write as well as one message. Nothing waits on them meanwhile;
+   * the leader counts only what it has persisted.
+   */
+  private persistLimit(): number {
+    const last = this.log.lastIndex();
+    if (this.role !== Role.Leader) return last;
+    let limit = -1;
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      const pr = this.progress[p]!;
+      if (pr.state !== 'replicate') continue;
+      limit = Math.max(limit, pr.inflightCount() > 0 ? pr.next - 1 : last);
+    }
+    return limit < 0 ? last : Math.min(limit, last);
   }
 
   private sendAppend(to: PeerId): void {
@@ -627,6 +696,7 @@ export class RaftCore {
       commit,
     });
     pr.sentCommit = Math.max(pr.sentCommit, Math.min(commit, prev + entries.length));
+    pr.lastSentAt = this.ticks;
     if (entries.length > 0) pr.sentEntries(entries[entries.length - 1]!.index, this.ticks);
     else if (pr.state === 'probe') pr.paused = true;
   }
@@ -646,12 +716,16 @@ export class RaftCore {
       commit,
     });
     pr.sentCommit = Math.max(pr.sentCommit, Math.min(commit, pr.match));
+    pr.lastSentAt = this.ticks;
   }
 
   private heartbeatRound(): void {
     for (let p = 0; p < this.n; p++) {
       if (p === this.id) continue;
       const pr = this.progress[p]!;
+      // A streaming follower sent something during this interval needs no
+      // heartbeat; a lost AppendEntries is caught by retransmitLost().
+      if (pr.state === 'replicate' && this.ticks - pr.lastSentAt < this.heartbeatTicks) continue;
       const heard = pr.heardFrom;
       pr.heardFrom = false;
       pr.silentRounds = heard ? 0 : pr.silentRounds + 1;
@@ -698,6 +772,30 @@ export class RaftCore {
     }
   }
 
+  /**
+   * Ticks left before this leader has gone a minimum election timeout
+   * without hearing from a majority (itself included); zero or less: it has.
+   */
+  private ticksUntilQuorumLost(): number {
+    const heard: number[] = [];
+    for (let p = 0; p < this.n; p++) if (p !== this.id) heard.push(this.progress[p]!.heardAt);
+    heard.sort((a, b) => b - a);
+    const need = majority(this.n) - 1;
+    if (need === 0) return Infinity;
+    return heard[need - 1]! + this.electionTicks - this.ticks;
+  }
+
+  /** Entries wait for some follower's answer or the next tick (see shouldStream). */
+  private holdsEntries(): boolean {
+    const last = this.log.lastIndex();
+    for (let p = 0; p < this.n; p++) {
+      if (p === this.id) continue;
+      const pr = this.progress[p]!;
+      if (pr.state === 'replicate' && pr.next <= last && pr.canSend()) return true;
+    }
+    return false;
+  }
+
   /** A follower in the stream that has not been told the commit index its log already allows. */
   private needsCommit(p: PeerId): boolean {
     const pr = this.progress[p]!;
@@ -709,8 +807,9 @@ export class RaftCore {
     return false;
   }
 
-  /** Followers learn a new commit index within one tick instead of one heartbeat. */
+  /** Followers learn a new commit index within a few ticks instead of one heartbeat. */
   private propagateCommit(): void {
+    if (this.ticks - this.committedAt < COMMIT_NOTICE_TICKS) return;
     for (let p = 0; p < this.n; p++) if (p !== this.id && this.needsCommit(p)) this.sendHeartbeat(p);
   }
 

@@ -1,4 +1,4 @@
-export { RaftCore, type CoreOptions, type CoreStatus, type PlantedBugs } from './core.js';
+export { RaftCore, COMMIT_NOTICE_TICKS, type CoreOptions, type CoreStatus, type PlantedBugs } from './core.js';
 export { RaftLog } from './log.js';
 export { seededRng, randInt, type Rng } from './prng.js';
 export * from './types.js';

@@ -21,26 +21,33 @@ export class Progress {
   sentCommit = 0;
   /** Any answer from the follower since the last heartbeat round. */
   heardFrom = false;
+  /** The leader's tick of the follower's latest answer (see refuseWithoutQuorum). */
+  heardAt: number;
   /** Consecutive heartbeat rounds without any answer. */
   silentRounds = 0;
-  /** Last index carried by each unacknowledged AppendEntries, oldest first. */
-  private inflight: number[] = [];
-  /** The leader's tick count when each of them was sent. */
-  private inflightAt: number[] = [];
+  /** Each unacknowledged AppendEntries, oldest first: its last index and the leader's tick when sent. */
+  private inflight: { last: number; at: number }[] = [];
+  /** The leader's tick when it last sent this follower anything. */
+  lastSentAt = -Infinity;
   /** Snapshot index being sent, in snapshot state. */
   pendingSnapshot = 0;
   /** Heartbeat rounds spent in snapshot state (paces retransmission). */
   snapshotRounds = 0;
 
-  constructor(next: number, readonly maxInflight: number) {
+  constructor(next: number, readonly maxInflight: number, now: number) {
     this.next = next;
+    this.heardAt = now;
+  }
+
+  heard(now: number): void {
+    this.heardFrom = true;
+    this.heardAt = now;
   }
 
   becomeProbe(): void {
     this.state = 'probe';
     this.paused = false;
     this.inflight = [];
-    this.inflightAt = [];
     this.next = Math.max(this.next, this.match + 1);
   }
 
@@ -48,7 +55,6 @@ export class Progress {
     this.state = 'replicate';
     this.paused = false;
     this.inflight = [];
-    this.inflightAt = [];
     this.next = this.match + 1;
   }
 
@@ -56,7 +62,6 @@ export class Progress {
     this.state = 'snapshot';
     this.paused = false;
     this.inflight = [];
-    this.inflightAt = [];
     this.pendingSnapshot = index;
     this.snapshotRounds = 0;
   }
@@ -69,10 +74,7 @@ export class Progress {
       moved = true;
     }
     if (this.next < index + 1) this.next = index + 1;
-    while (this.inflight.length > 0 && this.inflight[0]! <= index) {
-      this.inflight.shift();
-      this.inflightAt.shift();
-    }
+    while (this.inflight.length > 0 && this.inflight[0]!.last <= index) this.inflight.shift();
     return moved;
   }
 
@@ -80,8 +82,7 @@ export class Progress {
   sentEntries(last: number, now: number): void {
     if (this.state === 'replicate') {
       this.next = last + 1;
-      this.inflight.push(last);
-      this.inflightAt.push(now);
+      this.inflight.push({ last, at: now });
     } else if (this.state === 'probe') {
       this.paused = true;
     }
@@ -89,7 +90,17 @@ export class Progress {
 
   /** When the oldest unacknowledged AppendEntries was sent (leader ticks), if any is. */
   oldestInflightAt(): number | undefined {
-    return this.inflightAt[0];
+    return this.inflight[0]?.at;
+  }
+
+  /** When the newest unacknowledged AppendEntries was sent (leader ticks), if any is. */
+  newestInflightAt(): number | undefined {
+    return this.inflight[this.inflight.length - 1]?.at;
+  }
+
+  /** AppendEntries sent in replicate state and not yet acknowledged. */
+  inflightCount(): number {
+    return this.inflight.length;
   }
 
   inflightFull(): boolean {

@@ -29,6 +29,8 @@ export interface SimOptions {
   bugs?: PlantedBugs;
   /** Peers run pre-vote elections. Default: odd seeds do, even seeds run plain Figure 2 elections. */
   preVote?: boolean;
+  /** Leaders refuse proposals without a quorum. Default: seeds whose seed mod 4 is 2 or 3 do. */
+  refuseWithoutQuorum?: boolean;
   /** Events kept for the failure trace. Default 30. */
   traceSize?: number;
 }
@@ -152,6 +154,7 @@ export class Simulation {
   private readonly crashScale: number;
   private readonly proposeGap: number;
   private readonly preVote: boolean;
+  private readonly refuseWithoutQuorum: boolean;
   private readonly maxInflight: number;
 
   // what the checks remember
@@ -179,6 +182,7 @@ export class Simulation {
     this.livenessMs = opts.livenessMs ?? 5000;
     this.bugs = opts.bugs;
     this.preVote = opts.preVote ?? opts.seed % 2 === 1;
+    this.refuseWithoutQuorum = opts.refuseWithoutQuorum ?? opts.seed % 4 >= 2;
     // Without a PRNG draw, so existing seeds keep their paths: 1 (the Cluster default), 2 or 8.
     this.maxInflight = [1, 2, 8][Math.floor(opts.seed / 2) % 3]!;
     this.traceSize = opts.traceSize ?? 30;
@@ -247,6 +251,7 @@ export class Simulation {
       maxInflight: this.maxInflight,
       maxEntriesPerMessage: 16,
       preVote: this.preVote,
+      refuseWithoutQuorum: this.refuseWithoutQuorum,
       bugs: this.bugs,
     });
     p.svc = { index: 0, hash: 0 };

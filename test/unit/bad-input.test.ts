@@ -15,6 +15,7 @@ t.test('invalid cluster options throw an OptionError naming the option', async (
     [{ peers: 3, maxInflight: 0 }, 'maxInflight'],
     [{ peers: 3, maxInflight: 2.5 }, 'maxInflight'],
     [{ peers: 3, preVote: 'yes' }, 'preVote'],
+    [{ peers: 3, refuseWithoutQuorum: 1 }, 'refuseWithoutQuorum'],
   ];
   for (const [opts, option] of cases) {
     let thrown: unknown;

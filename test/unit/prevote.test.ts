@@ -1,12 +1,12 @@
-// Pre-vote (thesis 9.6) and the host's sleep between due ticks, on the pure core.
+// Pre-vote (thesis 9.6), refusing proposals without a quorum, and the host's sleep between due ticks, on the pure core.
 import t from 'tap';
 import { MessageType, RaftCore, Role, seededRng, type Message, type PeerId, type Ready } from '../../lib/raft/index.js';
 
 const ELECTION = 10;
 const HEARTBEAT = 2;
 
-function core(id: PeerId, peers: number, preVote: boolean, seed = 1): RaftCore {
-  return new RaftCore({ id, peers, electionTicks: ELECTION, heartbeatTicks: HEARTBEAT, rng: seededRng(seed * 100 + id), preVote });
+function core(id: PeerId, peers: number, preVote: boolean, seed = 1, refuseWithoutQuorum = false): RaftCore {
+  return new RaftCore({ id, peers, electionTicks: ELECTION, heartbeatTicks: HEARTBEAT, rng: seededRng(seed * 100 + id), preVote, refuseWithoutQuorum });
 }
 
 function take(c: RaftCore): Ready {
@@ -35,8 +35,8 @@ class Net {
   readonly cores: RaftCore[];
   readonly cut = new Set<PeerId>();
   sent: Message[] = [];
-  constructor(n: number, preVote: boolean, seed = 1) {
-    this.cores = Array.from({ length: n }, (_, i) => core(i, n, preVote, seed));
+  constructor(n: number, preVote: boolean, seed = 1, refuseWithoutQuorum = false) {
+    this.cores = Array.from({ length: n }, (_, i) => core(i, n, preVote, seed, refuseWithoutQuorum));
   }
   step(): void {
     for (const c of this.cores) c.tick();
@@ -195,4 +195,45 @@ t.test('ticksUntilDue: the ticks before the due one change nothing, the due one 
   }
   t.ok(checked > 1000, `${checked} idle ticks checked`);
   t.ok(acted > 50, `the due tick acted ${acted} times`);
+});
+
+t.test('refuseWithoutQuorum: a leader cut off from every follower refuses proposals after a minimum election timeout, not before, and keeps its role', async (t) => {
+  for (const refuse of [true, false]) {
+    const net = new Net(3, true, 7, refuse);
+    net.run(200);
+    const leader = net.leader();
+    t.ok(leader, 'a leader is elected');
+    if (!leader) return;
+    const term = leader.currentTerm();
+    const others = [0, 1, 2].filter((p) => p !== leader.id);
+    for (const p of others) net.cut.add(p);
+    // The leader last heard from them at most a heartbeat interval ago.
+    net.run(ELECTION - HEARTBEAT - 1);
+    t.ok(leader.propose(new Uint8Array([1])), `accepts ${ELECTION - HEARTBEAT - 1} ticks into the silence`);
+    net.run(HEARTBEAT + 2);
+    t.ok(leader.isLeader(), 'keeps its role either way');
+    if (refuse) {
+      t.notOk(leader.propose(new Uint8Array([2])), 'refuses once a minimum election timeout has passed without a majority');
+      t.equal(leader.currentTerm(), term, 'in its term');
+      net.cut.clear();
+      net.run(5 * ELECTION);
+      t.ok(net.leader()?.propose(new Uint8Array([3])), 'once the partition heals, the leader accepts again');
+    } else {
+      t.ok(leader.propose(new Uint8Array([2])), 'without the option it still accepts what it cannot commit');
+    }
+  }
+});
+
+t.test('refuseWithoutQuorum: a leader that hears from a majority keeps accepting', async (t) => {
+  const net = new Net(5, true, 9, true);
+  net.run(200);
+  const leader = net.leader();
+  t.ok(leader, 'a leader is elected');
+  if (!leader) return;
+  const term = leader.currentTerm();
+  net.cut.add((leader.id + 1) % 5).add((leader.id + 2) % 5);
+  net.run(20 * ELECTION);
+  t.ok(leader.isLeader(), 'two of five cut off: the leader keeps its place');
+  t.equal(leader.currentTerm(), term, 'in the same term');
+  t.ok(leader.propose(new Uint8Array([1])), 'and accepts commands');
 });

@@ -4,6 +4,7 @@
 // in-memory network below, so every run is deterministic.
 import t from 'tap';
 import {
+  COMMIT_NOTICE_TICKS,
   MessageType,
   RaftCore,
   RaftOptionError,
@@ -915,6 +916,11 @@ t.test('5.3: the leader commits an entry once a majority stores it; followers le
   net.flush(0);
   t.same(net.applied[0]!.map((e) => e.index), [index], 'the leader hands the entry out as committed');
 
+  // With nothing else to send, the leader waits a few ticks (new entries
+  // would carry the commit index free), then sends it on its own.
+  for (let k = 1; k < COMMIT_NOTICE_TICKS; k++) net.tick(0);
+  net.stabilize();
+  t.equal(net.cores[1]!.status().commitIndex, 0, 'no notice before COMMIT_NOTICE_TICKS ticks');
   net.tick(0);
   net.stabilize();
   t.equal(net.cores[1]!.status().commitIndex, index, 'follower 1 learned the commit index from the next AppendEntries');
