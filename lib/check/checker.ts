@@ -1,0 +1,120 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import type { CheckResult } from './history.js';
+import { kvModel, type KvOperation } from './kv-model.js';
+import type { SearchOutcome } from './search.js';
+import type { CheckTask } from '../../workers/check.js';
+
+export interface CheckOptions {
+  /** Give up after this long and answer "unknown" (default 1000 ms, the lab's limit). */
+  timeoutMs?: number;
+}
+
+export interface CheckReport {
+  result: CheckResult;
+  /** Partitions (keys) in the history, and how many of them were decided. */
+  partitions: number;
+  decided: number;
+  /** Keys whose sub-history has no linearization. */
+  illegalKeys: string[];
+  ms: number;
+}
+
+/** A task carries keys worth about this many operations at most, once there are several per thread. */
+const OPS_PER_TASK = 2000;
+
+/**
+ * Checks KV histories for linearizability: the history is split by key and
+ * the keys are searched in parallel on a piscina pool. A non-linearizable key
+ * stops every search at once. Past the time limit the answer is "unknown",
+ * never "ok".
+ */
+export class LinearizabilityChecker {
+  private pool: Piscina | undefined;
+  private readonly threads: number;
+
+  constructor(opts: { threads?: number } = {}) {
+    const threads = opts.threads ?? Math.max(1, availableParallelism());
+    if (!Number.isSafeInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${String(opts.threads)}`);
+    this.threads = threads;
+  }
+
+  async checkKv(history: readonly KvOperation[], opts: CheckOptions = {}): Promise<CheckReport> {
+    const timeoutMs = opts.timeoutMs ?? 1000;
+    if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${String(timeoutMs)}`);
+    validate(history);
+    const t0 = performance.now();
+    const parts = kvModel.partition!(history.slice());
+    const stop = new SharedArrayBuffer(4);
+    const flag = new Int32Array(stop);
+    const deadline = Date.now() + timeoutMs;
+    const timer = setTimeout(() => Atomics.store(flag, 0, 1), timeoutMs);
+
+    // Spread the keys over several tasks per thread, biggest first into the
+    // lightest task, so one slow key does not hold up the others.
+    const total = history.length;
+    const nTasks = Math.min(parts.length, Math.max(this.threads * 4, Math.ceil(total / OPS_PER_TASK)));
+    const batches = Array.from({ length: nTasks }, () => ({ idx: [] as number[], ops: 0 }));
+    const bySize = parts.map((_, i) => i).sort((a, b) => parts[b]!.length - parts[a]!.length);
+    for (const i of bySize) {
+      let lightest = batches[0]!;
+      for (const b of batches) if (b.ops < lightest.ops) lightest = b;
+      lightest.idx.push(i);
+      lightest.ops += parts[i]!.length;
+    }
+
+    const pool = (this.pool ??= new Piscina({
+      filename: new URL('../../workers/check.js', import.meta.url).href,
+      maxThreads: this.threads,
+      minThreads: Math.min(this.threads, 1),
+      idleTimeout: 5000,
+    }));
+    const outcomes: SearchOutcome[] = new Array(parts.length).fill('stopped');
+    try {
+      await Promise.all(
+        batches.map(async ({ idx }) => {
+          const task: CheckTask = { partitions: idx.map((i) => parts[i]!), stop, deadline };
+          const res = (await pool.run(task)) as SearchOutcome[];
+          idx.forEach((i, k) => (outcomes[i] = res[k]!));
+        }),
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    const illegalKeys = parts.filter((_, i) => outcomes[i] === 'illegal').map((p) => p[0]!.input.key);
+    const decided = outcomes.filter((o) => o !== 'stopped').length;
+    const result: CheckResult = illegalKeys.length > 0 ? 'illegal' : decided === parts.length ? 'ok' : 'unknown';
+    return { result, partitions: parts.length, decided, illegalKeys, ms: performance.now() - t0 };
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.destroy();
+  }
+}
+
+/** Check one KV history on a pool of its own. */
+export async function checkKvHistory(history: readonly KvOperation[], opts: CheckOptions & { threads?: number } = {}): Promise<CheckReport> {
+  const checker = new LinearizabilityChecker(opts);
+  try {
+    return await checker.checkKv(history, opts);
+  } finally {
+    await checker.close();
+  }
+}
+
+function validate(history: readonly KvOperation[]): void {
+  if (!Array.isArray(history)) throw new TypeError('history must be an array of operations');
+  history.forEach((op, i) => {
+    const bad = (what: string) => new TypeError(`history[${i}]: ${what}`);
+    if (typeof op !== 'object' || op === null) throw bad('not an operation');
+    if (!Number.isFinite(op.call) || !Number.isFinite(op.ret)) throw bad('call and ret must be finite numbers');
+    if (op.ret < op.call) throw bad(`returns (${op.ret}) before it is called (${op.call})`);
+    const inp = op.input;
+    if (typeof inp !== 'object' || inp === null || typeof inp.key !== 'string' || typeof inp.value !== 'string' || ![0, 1, 2].includes(inp.op)) {
+      throw bad('input must be { op: 0 | 1 | 2, key: string, value: string }');
+    }
+    if (typeof op.output !== 'object' || op.output === null || typeof op.output.value !== 'string') throw bad('output must be { value: string }');
+  });
+}

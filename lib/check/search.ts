@@ -1,0 +1,139 @@
+import type { Model, Operation } from './history.js';
+
+/** What one search ended with; `stopped`: asked to give up before an answer. */
+export type SearchOutcome = 'ok' | 'illegal' | 'stopped';
+
+/** How many search steps pass between two looks at the stop condition. */
+const STOP_CHECK_STEPS = 256;
+
+/**
+ * Wing & Gong's search for a linearization with Lowe's memoization.
+ *
+ * The calls and returns sit in one list in time order (a call before a
+ * return at equal times, so touching operations count as concurrent). The
+ * search walks it from the front: at a call it tries to linearize that
+ * operation next (legal in the current state, and the set of linearized
+ * operations with the resulting state not seen before); it then lifts the
+ * operation's call and return out of the list and starts over. Reaching a
+ * return means its operation should already have taken effect: that branch
+ * is dead, and the search backtracks. An empty list is a linearization.
+ * Memoizing (linearized set, state) pairs bounds the work by the number of
+ * distinct configurations instead of the number of orders.
+ */
+export function searchLinearization<S, I, O>(
+  model: Model<S, I, O>,
+  ops: readonly Operation<I, O>[],
+  shouldStop: () => boolean = () => false,
+): SearchOutcome {
+  const n = ops.length;
+  if (n === 0) return 'ok';
+  const keyOf = model.key ?? ((state: S) => state as unknown);
+
+  // Nodes 0..2n-1 are the entries in time order; node 2n is the head sentinel.
+  const order: number[] = [];
+  for (let i = 0; i < n; i++) order.push(2 * i, 2 * i + 1); // even: call of op i, odd: its return
+  const timeOf = (e: number) => (e & 1 ? ops[e >> 1]!.ret : ops[e >> 1]!.call);
+  order.sort((a, b) => timeOf(a) - timeOf(b) || (a & 1) - (b & 1));
+  const head = 2 * n;
+  const next = new Int32Array(2 * n + 1);
+  const prev = new Int32Array(2 * n + 1);
+  const opOf = new Int32Array(2 * n);
+  const isCall = new Uint8Array(2 * n);
+  const retNode = new Int32Array(n);
+  let last = head;
+  for (let k = 0; k < 2 * n; k++) {
+    const e = order[k]!;
+    opOf[k] = e >> 1;
+    isCall[k] = e & 1 ? 0 : 1;
+    if (e & 1) retNode[e >> 1] = k;
+    next[last] = k;
+    prev[k] = last;
+    last = k;
+  }
+  next[last] = -1;
+
+  const unlink = (x: number) => {
+    next[prev[x]!] = next[x]!;
+    if (next[x] !== -1) prev[next[x]!] = prev[x]!;
+  };
+  const relink = (x: number) => {
+    next[prev[x]!] = x;
+    if (next[x] !== -1) prev[next[x]!] = x;
+  };
+
+  const words = (n + 31) >>> 5;
+  const bits = new Uint32Array(words);
+  // MurmurHash3's mixing: the sets met in one search differ in few bits,
+  // and a weak hash piles them into a few long buckets.
+  const hashBits = () => {
+    let h = words;
+    for (let w = 0; w < words; w++) {
+      let k = Math.imul(bits[w]!, 0xcc9e2d51);
+      k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+      h ^= k;
+      h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
+    }
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return h ^ (h >>> 16);
+  };
+  const sameBits = (a: Uint32Array) => {
+    for (let w = 0; w < words; w++) if (a[w] !== bits[w]) return false;
+    return true;
+  };
+  // Keyed by state first: one set of operations can end in many states
+  // (concurrent appends in different orders), one state in few sets.
+  const seen = new Map<unknown, Map<number, Uint32Array[]>>();
+  /** Record (bits, state); false if it was already there. */
+  const remember = (state: S): boolean => {
+    const k = keyOf(state);
+    let byBits = seen.get(k);
+    if (!byBits) seen.set(k, (byBits = new Map()));
+    const h = hashBits();
+    let bucket = byBits.get(h);
+    if (!bucket) byBits.set(h, (bucket = []));
+    for (const b of bucket) if (sameBits(b)) return false;
+    bucket.push(bits.slice());
+    return true;
+  };
+
+  const stackNode: number[] = [];
+  const stackState: S[] = [];
+  let state = model.init();
+  let entry = next[head]!;
+  let steps = 0;
+  while (next[head] !== -1) {
+    if (++steps % STOP_CHECK_STEPS === 0 && shouldStop()) return 'stopped';
+    if (isCall[entry]) {
+      const op = opOf[entry]!;
+      const o = ops[op]!;
+      const [legal, after] = model.step(state, o.input, o.output);
+      if (legal) {
+        bits[op >>> 5]! |= 1 << (op & 31);
+        if (remember(after)) {
+          stackNode.push(entry);
+          stackState.push(state);
+          state = after;
+          unlink(entry);
+          unlink(retNode[op]!);
+          entry = next[head]!;
+          continue;
+        }
+        bits[op >>> 5]! &= ~(1 << (op & 31));
+      }
+      entry = next[entry]!;
+    } else {
+      if (stackNode.length === 0) return 'illegal';
+      const node = stackNode.pop()!;
+      state = stackState.pop()!;
+      const op = opOf[node]!;
+      bits[op >>> 5]! &= ~(1 << (op & 31));
+      relink(retNode[op]!);
+      relink(node);
+      entry = next[node]!;
+    }
+  }
+  return 'ok';
+}
