@@ -1,0 +1,147 @@
+import { Packr, Unpackr } from 'msgpackr';
+
+/** Limits on what one request may carry and a key may hold (UTF-8 bytes). */
+export const MAX_KEY_BYTES = 1024;
+export const MAX_VALUE_BYTES = 1 << 20;
+
+export type KvOpName = 'get' | 'put' | 'append';
+
+/** One command as it travels through the Raft log. */
+export interface KvCommand {
+  op: KvOpName;
+  key: string;
+  /** Put and Append only. */
+  value?: string;
+  /** Exactly-once: a client's commands carry increasing sequence numbers. */
+  clientId: number;
+  seq: number;
+}
+
+/** The lab's error values, plus two for refused input. */
+export type KvErr = 'OK' | 'ErrNoKey' | 'ErrWrongLeader' | 'ErrBadRequest' | 'ErrTooLarge';
+
+export interface KvResult {
+  err: KvErr;
+  /** Get: the value read ("" when the key is missing). */
+  value: string;
+  /** Why a request was refused, for ErrBadRequest and ErrTooLarge. */
+  detail?: string;
+}
+
+/** Is the UTF-8 form of `s` longer than `limit` bytes? (Counts only when the length cannot tell.) */
+function longerThan(s: string, limit: number): boolean {
+  if (s.length * 3 <= limit) return false;
+  if (s.length > limit) return true;
+  return Buffer.byteLength(s, 'utf8') > limit;
+}
+
+/**
+ * Check a request's shape and sizes before it goes anywhere near the log.
+ * Returns the command, or the refusal to send back.
+ */
+export function parseCommand(raw: unknown): KvCommand | KvResult {
+  const bad = (detail: string): KvResult => ({ err: 'ErrBadRequest', value: '', detail });
+  if (typeof raw !== 'object' || raw === null) return bad('request must be an object');
+  const r = raw as Record<string, unknown>;
+  if (r.op !== 'get' && r.op !== 'put' && r.op !== 'append') return bad(`op must be "get", "put" or "append", got ${JSON.stringify(r.op)}`);
+  if (typeof r.key !== 'string') return bad('key must be a string');
+  if (r.op !== 'get' && typeof r.value !== 'string') return bad(`value must be a string for ${r.op}`);
+  if (!Number.isSafeInteger(r.clientId) || (r.clientId as number) < 0) return bad('clientId must be a non-negative integer');
+  if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return bad('seq must be a positive integer');
+  if (longerThan(r.key, MAX_KEY_BYTES)) return { err: 'ErrTooLarge', value: '', detail: `key longer than ${MAX_KEY_BYTES} bytes` };
+  if (r.op !== 'get' && longerThan(r.value as string, MAX_VALUE_BYTES)) {
+    return { err: 'ErrTooLarge', value: '', detail: `value longer than ${MAX_VALUE_BYTES} bytes` };
+  }
+  const cmd: KvCommand = { op: r.op, key: r.key, clientId: r.clientId as number, seq: r.seq as number };
+  if (r.op !== 'get') cmd.value = r.value as string;
+  return cmd;
+}
+
+export function isCommand(x: KvCommand | KvResult): x is KvCommand {
+  return 'op' in x;
+}
+
+interface Session {
+  seq: number;
+  result: KvResult;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
+const SNAPSHOT_VERSION = 1;
+
+/**
+ * The replicated key/value table with its duplicate table. Every replica
+ * applies the same commands in the same order, so everything here must be
+ * deterministic. A command whose sequence number its client has already
+ * had applied is not applied again: it gets the stored result (for the
+ * client's latest command) or a plain OK (an older one, which that client
+ * stopped waiting for long ago).
+ */
+export class KvStateMachine {
+  private readonly data = new Map<string, string>();
+  private readonly sessions = new Map<number, Session>();
+
+  apply(cmd: KvCommand): KvResult {
+    const s = this.sessions.get(cmd.clientId);
+    if (s && cmd.seq <= s.seq) return cmd.seq === s.seq ? s.result : { err: 'OK', value: '' };
+    const result = this.execute(cmd);
+    this.sessions.set(cmd.clientId, { seq: cmd.seq, result });
+    return result;
+  }
+
+  private execute(cmd: KvCommand): KvResult {
+    const cur = this.data.get(cmd.key);
+    switch (cmd.op) {
+      case 'get':
+        return cur === undefined ? { err: 'ErrNoKey', value: '' } : { err: 'OK', value: cur };
+      case 'put':
+        this.data.set(cmd.key, cmd.value!);
+        return { err: 'OK', value: '' };
+      case 'append': {
+        const next = (cur ?? '') + cmd.value!;
+        if (longerThan(next, MAX_VALUE_BYTES)) {
+          return { err: 'ErrTooLarge', value: '', detail: `the value of ${JSON.stringify(cmd.key)} would pass ${MAX_VALUE_BYTES} bytes` };
+        }
+        this.data.set(cmd.key, next);
+        return { err: 'OK', value: '' };
+      }
+    }
+  }
+
+  get size(): number {
+    return this.data.size;
+  }
+
+  /** The table and the duplicate table, for Raft's snapshot. */
+  snapshot(): Uint8Array {
+    const sessions: [number, number, string, string, string?][] = [];
+    for (const [id, s] of this.sessions) {
+      const row: [number, number, string, string, string?] = [id, s.seq, s.result.err, s.result.value];
+      if (s.result.detail !== undefined) row.push(s.result.detail);
+      sessions.push(row);
+    }
+    return packr.pack([SNAPSHOT_VERSION, [...this.data], sessions]);
+  }
+
+  /** Replace everything with a snapshot's contents. */
+  restore(bytes: Uint8Array): void {
+    this.data.clear();
+    this.sessions.clear();
+    if (bytes.length === 0) return;
+    let decoded: unknown;
+    try {
+      decoded = unpackr.unpack(bytes);
+    } catch {
+      decoded = undefined;
+    }
+    if (!Array.isArray(decoded) || decoded[0] !== SNAPSHOT_VERSION) throw new Error('not a key/value snapshot of a known version');
+    const [, data, sessions] = decoded as [number, [string, string][], [number, number, KvErr, string, string?][]];
+    for (const [k, v] of data) this.data.set(k, v);
+    for (const [id, seq, err, value, detail] of sessions) {
+      const result: KvResult = { err, value };
+      if (detail !== undefined) result.detail = detail;
+      this.sessions.set(id, { seq, result });
+    }
+  }
+}
