@@ -7,6 +7,7 @@ import { ClusterClosedError, OptionError, PeerNotRunningError } from './errors.j
 import { decodeValue, encodeValue } from './net/codec.js';
 import { Comlink, nodeEndpoint, type Remote } from './net/comlink.js';
 import { FaultState } from './net/faults.js';
+import { Clerk, type ClientLink, type EndUpdate } from './kv/clerk.js';
 import type { ApplyBatch, PeerApi, PeerState, PeerStatus, PeerTiming, PeerWorkerData, StartResult } from './peer-protocol.js';
 
 export interface ClusterOptions {
@@ -51,6 +52,22 @@ export interface ClusterOptions {
    * a partition that heals costs no election.
    */
   refuseWithoutQuorum?: boolean;
+  /**
+   * Run the key/value service in every peer (lib/kv). maxRaftState: snapshot
+   * once the persisted Raft state reaches this many bytes; -1 never (default).
+   */
+  kv?: { maxRaftState?: number };
+  /**
+   * Called when a peer's worker dies of an uncaught error (default: print
+   * it). Tests pass a handler that fails the test: a peer must never crash.
+   */
+  onPeerError?: (peer: number, incarnation: number, err: Error) => void;
+}
+
+/** A registered key/value client: its end switches and the cluster's side of its control port. */
+interface ClientRecord {
+  flags: Int32Array;
+  control: MessagePort;
 }
 
 /** One applied command as seen on a peer's apply stream. */
@@ -110,6 +127,10 @@ export class Cluster {
   private readonly fsync: boolean;
   private incarnations = 0;
   private closed = false;
+  readonly kv: { maxRaftState: number } | undefined;
+  private readonly clients = new Map<number, ClientRecord>();
+  private readonly onPeerError: (peer: number, incarnation: number, err: Error) => void;
+  private nextClient = 1;
 
   constructor(opts: ClusterOptions) {
     if (typeof opts !== 'object' || opts === null) throw new OptionError('options', 'must be an object');
@@ -138,6 +159,70 @@ export class Cluster {
     if (this.dataDir) mkdirSync(this.dataDir, { recursive: true });
     this.faults = new FaultState(this.n);
     this.slots = new Array(this.n).fill(undefined);
+    if (opts.onPeerError !== undefined && typeof opts.onPeerError !== 'function') throw new OptionError('onPeerError', 'must be a function');
+    this.onPeerError = opts.onPeerError ?? ((peer, inc, err) => console.error(`peer ${peer} (incarnation ${inc}) failed:`, err));
+    if (opts.kv !== undefined) {
+      if (typeof opts.kv !== 'object' || opts.kv === null) throw new OptionError('kv', 'must be an object like { maxRaftState: -1 }');
+      const m = opts.kv.maxRaftState ?? -1;
+      if (!Number.isSafeInteger(m) || (m < 1 && m !== -1)) throw new OptionError('kv.maxRaftState', `must be -1 (never snapshot) or a positive integer, got ${String(m)}`);
+      this.kv = { maxRaftState: m };
+    }
+  }
+
+  /**
+   * Register a key/value client and return its link: hand it to \`new Clerk()\`
+   * here, or post it to another worker (transfer \`link.control\`). Its ends
+   * to \`servers\` (default all) start enabled; \`order\` is the order in which
+   * the Clerk lists the servers (default 0..n-1).
+   */
+  openClient(opts: { servers?: number[]; order?: number[] } = {}): { id: number; link: ClientLink } {
+    if (this.closed) throw new ClusterClosedError('openClient');
+    if (!this.kv) throw new OptionError('kv', 'openClient: this cluster runs no key/value service (set the kv option)');
+    const order = opts.order ?? Array.from({ length: this.n }, (_, i) => i);
+    if (order.length !== this.n || [...order].sort((a, b) => a - b).some((v, i) => v !== i)) {
+      throw new OptionError('order', `must be a permutation of 0..${this.n - 1}`);
+    }
+    const ends = new SharedArrayBuffer(4 * this.n);
+    const flags = new Int32Array(ends);
+    for (const i of opts.servers ?? order) {
+      this.checkPeer('openClient', i);
+      flags[i] = 1;
+    }
+    const { port1, port2 } = new MessageChannel();
+    const id = this.nextClient++;
+    const rec: ClientRecord = { flags, control: port1 };
+    this.clients.set(id, rec);
+    for (let i = 0; i < this.n; i++) if (this.slots[i]) this.attachClientEnd(rec, i);
+    return { id, link: { n: this.n, faults: this.faults.sab, ends, control: port2, order } };
+  }
+
+  /** A Clerk in this thread, with ends to \`servers\` (default all) enabled. */
+  clerk(servers?: number[]): Clerk {
+    return new Clerk(this.openClient(servers ? { servers } : {}).link);
+  }
+
+  /** Enable or disable client \`id\`'s ends to the given servers. */
+  setClientEnds(id: number, servers: number[], enabled: boolean): void {
+    const rec = this.clients.get(id);
+    if (!rec) throw new OptionError('client', `no open client ${String(id)}`);
+    for (const i of servers) {
+      this.checkPeer('setClientEnds', i);
+      Atomics.store(rec.flags, i, enabled ? 1 : 0);
+    }
+  }
+
+  /** Forget client \`id\`: the cluster stops giving it channels to restarted servers. */
+  closeClient(id: number): void {
+    this.clients.get(id)?.control.close();
+    this.clients.delete(id);
+  }
+
+  private attachClientEnd(rec: ClientRecord, i: number): void {
+    const slot = this.slots[i]!;
+    const { port1, port2 } = new MessageChannel();
+    slot.api.attachClient(Comlink.transfer(port2, [port2 as never])).catch(() => {});
+    const update: EndUpdate = { server: i, incarnation: slot.incarnation, port: port1 };
+    rec.control.postMessage(update, [port1]);
   }
 
   /** Enable every link between every pair of peers. */
@@ -199,6 +284,7 @@ export class Cluster {
       preVote: this.preVote,
       refuseWithoutQuorum: this.refuseWithoutQuorum,
       faults: this.faults.sab,
+      ...(this.kv ? { kv: this.kv } : {}),
       ports,
       applyPort: apply.port2,
     };
@@ -216,7 +302,7 @@ export class Cluster {
     const slot: Slot = { worker, api: Comlink.wrap<PeerApi>(nodeEndpoint(worker)), incarnation, applyPort: apply.port1, exited };
     worker.on('error', (err) => {
       slot.error = err;
-      if (this.slots[i] === slot) console.error(`peer ${i} (incarnation ${incarnation}) failed:`, err);
+      if (this.slots[i] === slot) this.onPeerError(i, incarnation, err);
     });
     this.slots[i] = slot;
     apply.port1.on('message', (batch: ApplyBatch) => {
@@ -238,6 +324,7 @@ export class Cluster {
     }
     this.faults.resetCount(i);
     this.faults.setIncarnation(i, incarnation);
+    if (this.kv) for (const rec of this.clients.values()) this.attachClientEnd(rec, i);
   }
 
   /** Kill peer i's worker: it becomes unreachable at once and its thread is terminated. */
@@ -289,6 +376,7 @@ export class Cluster {
   async close(): Promise<void> {
     if (this.closed) return;
     this.faults.shutdown = true;
+    for (const id of [...this.clients.keys()]) this.closeClient(id);
     await Promise.all(this.slots.map((_, i) => this.crash(i)));
     this.closed = true;
   }

@@ -28,6 +28,8 @@ export interface PeerWorkerData {
   applyPort: MessagePort;
   /** Durable storage file; volatile memory when absent. */
   storage?: { file: string; fsync: boolean };
+  /** Run the key/value service on the apply stream (instead of posting it to the main thread). */
+  kv?: { maxRaftState: number };
 }
 
 export interface StartResult {
@@ -65,5 +67,7 @@ export interface PeerApi {
   snapshot(index: number, data: Uint8Array): void;
   setPeerPort(peer: number, port: MessagePort): void;
   attachMailbox(port: MessagePort): void;
+  /** A channel from a key/value clerk (the service must be on). */
+  attachClient(port: MessagePort): void;
   stop(): void;
 }

@@ -84,13 +84,21 @@ function readSnapshotRow(db: Database.Database): Snapshot | undefined {
   return row ? { index: row.idx, term: row.term, data: new Uint8Array(row.data) } : undefined;
 }
 
+/** What one log entry adds to the persisted Raft state's size (as raftStateSize counts it). */
+export function logEntryStateSize(term: number, dataBytes: number): number {
+  return 1 + intSize(term) + binSize(dataBytes);
+}
+
+/** An upper bound on the size of the persisted Raft state without its log (term, vote, snapshot metadata). */
+export const RAFT_STATE_HEADER_BYTES = 1 + 9 + 9 + 9 + 9;
+
 /** msgpack size of term, vote, snapshot metadata and the retained log entries (not the snapshot's data). */
 function raftStateSize(db: Database.Database): number {
   const hs = db.prepare('SELECT term, vote FROM hard_state WHERE id = 1').get() as { term: number; vote: number } | undefined;
   const snap = db.prepare('SELECT idx, term FROM snapshot WHERE id = 1').get() as { idx: number; term: number } | undefined;
   let size = 1 + intSize(hs?.term ?? 0) + (hs && hs.vote >= 0 ? intSize(hs.vote) : 1) + intSize(snap?.idx ?? 0) + intSize(snap?.term ?? 0);
   const rows = db.prepare('SELECT term, length(data) AS n FROM log').raw().iterate() as IterableIterator<[number, number]>;
-  for (const [term, n] of rows) size += 1 + intSize(term) + binSize(n);
+  for (const [term, n] of rows) size += logEntryStateSize(term, n);
   return size;
 }
 

@@ -4,8 +4,9 @@ import { FaultState } from '../lib/net/faults.js';
 import { PeerTransport } from '../lib/net/transport.js';
 import { RaftCore } from '../lib/raft/core.js';
 import { seededRng } from '../lib/raft/prng.js';
+import { KvServer } from '../lib/kv/server.js';
 import type { ApplyBatch, PeerApi, PeerWorkerData, StartResult } from '../lib/peer-protocol.js';
-import { SqliteStorage } from '../storage/sqlite.js';
+import { SqliteStorage, logEntryStateSize, RAFT_STATE_HEADER_BYTES } from '../storage/sqlite.js';
 import { MemoryStorage, type Storage } from '../storage/storage.js';
 
 /**
@@ -31,14 +32,51 @@ const core = new RaftCore({
   rng: seededRng(wd.seed),
   initial,
 });
+// With the key/value service on, it runs here on the apply stream; otherwise
+// the stream goes to the main thread.
+const kv = wd.kv
+  ? new KvServer(
+      {
+        propose: (data) => core.propose(data),
+        currentTerm: () => core.currentTerm(),
+        isLeader: () => core.isLeader(),
+        compact: (index, data) => {
+          // The service has applied exactly what Raft handed out; never more.
+          if (index <= core.status().appliedIndex && core.compact(index, data)) schedule();
+        },
+      },
+      { maxRaftState: wd.kv.maxRaftState },
+    )
+  : undefined;
+
 // The service starts from the stored snapshot, before any entry is applied.
 if (initial.snapshot && initial.snapshot.index > 0) {
   const { index, term, data } = initial.snapshot;
-  wd.applyPort.postMessage({ incarnation: wd.incarnation, snapshot: { index, term, data }, entries: [] } satisfies ApplyBatch);
+  if (kv) kv.applySnapshot(index, data);
+  else wd.applyPort.postMessage({ incarnation: wd.incarnation, snapshot: { index, term, data }, entries: [] } satisfies ApplyBatch);
+}
+
+// The persisted Raft state's size (what the service compares with
+// maxraftstate), kept up to date from the log as entries become stable.
+let logBytes = 0;
+let bytesSnapshot = -1;
+let bytesStable = -1;
+function raftStateBytes(): number {
+  const snap = core.log.snapshotIndex();
+  const stable = core.log.stableIndex;
+  if (snap !== bytesSnapshot || stable < bytesStable) {
+    logBytes = 0;
+    bytesStable = snap;
+  }
+  for (const e of core.log.slice(bytesStable + 1, stable)) logBytes += logEntryStateSize(e.term, e.data.length);
+  bytesSnapshot = snap;
+  bytesStable = stable;
+  return RAFT_STATE_HEADER_BYTES + logBytes;
 }
 
 let drainScheduled = false;
 let stopped = false;
+const clientPorts: MessagePort[] = [];
 
 function schedule(): void {
   if (drainScheduled || stopped) return;
@@ -106,8 +144,13 @@ function drain(): void {
   while (core.hasReady()) {
     const rd = core.ready();
     storage.save(rd);
+    // Stored entries were replaced: count the log afresh.
+    if (rd.entries.length > 0 && rd.entries[0]!.index <= bytesStable) bytesSnapshot = -1;
     for (const m of rd.messages) transport.send(m);
-    if (rd.committed.length > 0 || rd.applySnapshot) {
+    if (kv) {
+      if (rd.applySnapshot) kv.applySnapshot(rd.applySnapshot.index, rd.applySnapshot.data);
+      if (rd.committed.length > 0) kv.applyEntries(rd.committed);
+    } else if (rd.committed.length > 0 || rd.applySnapshot) {
       const batch: ApplyBatch = {
         incarnation: wd.incarnation,
         entries: rd.committed.map((e) => [e.index, e.term, e.data]),
@@ -120,6 +163,7 @@ function drain(): void {
     }
     core.advance(rd);
   }
+  kv?.afterDrain(raftStateBytes());
   transport.flush();
   armTimer();
 }
@@ -130,6 +174,8 @@ function stop(): void {
   if (stopped) return;
   stopped = true;
   clearTimeout(timer);
+  kv?.failAll();
+  for (const p of clientPorts) p.close();
   transport.close();
   wd.applyPort.close();
   storage.close();
@@ -162,6 +208,17 @@ const api: PeerApi = {
   },
   attachMailbox(port: MessagePort) {
     transport.addMailbox(port);
+  },
+  attachClient(port: MessagePort) {
+    if (!kv) throw new Error(`peer ${wd.id} runs no key/value service`);
+    if (stopped) return;
+    clientPorts.push(port);
+    port.on('message', (bytes: unknown) => {
+      if (stopped) return;
+      catchUp();
+      kv.handle(bytes, (reply) => port.postMessage(reply));
+      schedule();
+    });
   },
   stop,
 };

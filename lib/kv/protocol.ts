@@ -1,0 +1,75 @@
+import { Packr, Unpackr } from 'msgpackr';
+import type { KvCommand, KvErr, KvOpName, KvResult } from './state-machine.js';
+
+/**
+ * Wire formats of the key/value service, all msgpack arrays:
+ *  - a log entry:     [op, key, value, clientId, seq]
+ *  - a request:       [requestId, op, key, value, clientId, seq]
+ *  - a reply:         [requestId, err, value, detail?]
+ * op is 0 Get, 1 Put, 2 Append (the lab's numbering).
+ */
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
+
+const OPS: KvOpName[] = ['get', 'put', 'append'];
+const opCode = (op: KvOpName) => OPS.indexOf(op);
+
+export function encodeCommand(c: KvCommand): Uint8Array {
+  return packr.pack([opCode(c.op), c.key, c.value ?? '', c.clientId, c.seq]);
+}
+
+/** A log entry's command, or undefined if the bytes are not one. */
+export function decodeCommand(bytes: Uint8Array): KvCommand | undefined {
+  let a: unknown;
+  try {
+    a = unpackr.unpack(bytes);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(a) || a.length !== 5) return undefined;
+  const [code, key, value, clientId, seq] = a as [number, string, string, number, number];
+  const op = OPS[code];
+  if (!op) return undefined;
+  return op === 'get' ? { op, key, clientId, seq } : { op, key, value, clientId, seq };
+}
+
+export function encodeRequest(id: number, c: KvCommand): Uint8Array {
+  return packr.pack([id, opCode(c.op), c.key, c.value ?? '', c.clientId, c.seq]);
+}
+
+/**
+ * A request as the server receives it: its id and the raw fields for
+ * parseCommand (so malformed requests get a reasoned refusal), or undefined
+ * when not even an id can be read.
+ */
+export function decodeRequest(bytes: unknown): { id: number; raw: unknown } | undefined {
+  if (!(bytes instanceof Uint8Array)) return undefined;
+  let a: unknown;
+  try {
+    a = unpackr.unpack(bytes);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(a) || !Number.isSafeInteger(a[0])) return undefined;
+  const [id, code, key, value, clientId, seq] = a as unknown[];
+  const op = typeof code === 'number' ? OPS[code] : undefined;
+  return { id: id as number, raw: { op: op ?? code, key, value: op === 'get' ? undefined : value, clientId, seq } };
+}
+
+export function encodeReply(id: number, r: KvResult): Uint8Array {
+  return packr.pack(r.detail === undefined ? [id, r.err, r.value] : [id, r.err, r.value, r.detail]);
+}
+
+export function decodeReply(bytes: unknown): { id: number; result: KvResult } | undefined {
+  if (!(bytes instanceof Uint8Array)) return undefined;
+  let a: unknown;
+  try {
+    a = unpackr.unpack(bytes);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(a) || !Number.isSafeInteger(a[0]) || typeof a[1] !== 'string' || typeof a[2] !== 'string') return undefined;
+  const result: KvResult = { err: a[1] as KvErr, value: a[2] };
+  if (typeof a[3] === 'string') result.detail = a[3];
+  return { id: a[0] as number, result };
+}

@@ -1,0 +1,75 @@
+// The key/value service end to end on a small in-memory cluster: Clerks in
+// this thread and in another worker, leader failover, and bad input.
+import t from 'tap';
+import { Worker } from 'node:worker_threads';
+import { Cluster, ClusterClosedError, OptionError } from '../../lib/index.js';
+import { KvRequestError, MAX_KEY_BYTES, MAX_VALUE_BYTES, type EndUpdate } from '../../lib/kv/index.js';
+import { encodeValue } from '../../lib/net/codec.js';
+
+async function leaderOf(c: Cluster): Promise<number> {
+  for (let k = 0; k < 300; k++) {
+    for (let i = 0; i < c.n; i++) if (c.isRunning(i) && (await c.getState(i)).isLeader) return i;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('no leader');
+}
+
+t.test('Get/Put/Append from this thread and from another worker; a leader crash costs only time', async (t) => {
+  const c = new Cluster({ peers: 3, kv: {} });
+  t.teardown(() => c.close());
+  for (let i = 0; i < 3; i++) await c.start(i);
+  c.connectAll();
+  const ck = c.clerk();
+  t.teardown(() => ck.close());
+  t.equal(await ck.get('missing'), '', 'a missing key reads as ""');
+  await ck.put('shared', 'main');
+  const { link } = c.openClient();
+  const w = new Worker(new URL('./kv-clerk-worker.js', import.meta.url), { workerData: { link }, transferList: [link.control] });
+  const res = await new Promise<{ before: string; after: string }>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  t.same(res, { before: 'main', after: 'main+worker' }, 'the worker clerk sees and extends the same value');
+  t.equal(await ck.get('shared'), 'main+worker', 'and this thread sees its write');
+
+  await c.crash(await leaderOf(c));
+  await ck.append('shared', '+after');
+  t.equal(await ck.get('shared'), 'main+worker+after', 'served by the next leader');
+});
+
+t.test('bad input: clear refusals, no crashed peer; a closed cluster rejects', async (t) => {
+  const c = new Cluster({ peers: 3, kv: { maxRaftState: -1 } });
+  for (let i = 0; i < 3; i++) await c.start(i);
+  c.connectAll();
+  const ck = c.clerk();
+  await t.rejects(ck.put('k'.repeat(MAX_KEY_BYTES + 1), 'v'), KvRequestError, 'an oversized key');
+  await t.rejects(ck.put('k', 'v'.repeat(MAX_VALUE_BYTES + 1)), /ErrTooLarge: value longer than/, 'an oversized value');
+  await t.rejects(ck.get(42 as unknown as string), /ErrBadRequest: key must be a string/, 'a wrongly typed key');
+
+  // Raw garbage straight at every server's client port: no answer for what
+  // has no request id, a reasoned refusal for the rest.
+  const { link } = c.openClient();
+  const ports: EndUpdate[] = [];
+  link.control.on('message', (u: EndUpdate) => ports.push(u));
+  for (let k = 0; k < 50 && ports.length < 3; k++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(ports.length, 3, 'a channel to each server');
+  const replies: unknown[] = [];
+  for (const u of ports) {
+    u.port.on('message', (b) => replies.push(b));
+    u.port.postMessage(new Uint8Array([0xc1]));
+    u.port.postMessage('not bytes');
+    u.port.postMessage(encodeValue([7, 9, 'k', '', 1, 1]));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(replies.length, 3, 'only the request with an id is answered');
+  for (let i = 0; i < 3; i++) t.ok(c.isRunning(i), `peer ${i} still runs`);
+  t.equal(await ck.get('missing'), '', 'and the service still works');
+  for (const u of ports) u.port.close();
+  link.control.close();
+
+  t.throws(() => new Cluster({ peers: 3, kv: { maxRaftState: 0 } }), OptionError);
+  await c.close();
+  await t.rejects(ck.get('k'), ClusterClosedError, 'a call on a closed cluster');
+  t.throws(() => c.openClient(), ClusterClosedError);
+  ck.close();
+});
