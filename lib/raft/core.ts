@@ -636,6 +636,8 @@ export class RaftCore {
   private shouldStream(pr: Progress): boolean {
     if (!pr.canSend() || pr.next > this.log.lastIndex()) return false;
     if (pr.state !== 'replicate' || pr.inflightCount() === 0 || pr.newestInflightAt()! < this.ticks) return true;
+    // What it needs next is compacted away: the snapshot goes at once.
+    if (pr.next <= this.log.snapshotIndex()) return true;
     const pending = this.log.lastIndex() - pr.next + 1;
     if (pending >= this.maxEntries) return true;
     let bytes = 0;

@@ -94,7 +94,12 @@ export class Config {
     this.seed = opts.seed ?? randomInt(2 ** 31);
     this.rng = seededRng(this.seed);
     this.ownDataDir = opts.dataDir ? undefined : mkdtempSync(join(tmpdir(), 'actor-raft-lab-'));
-    this.cluster = new Cluster({ peers: n, ...opts.timing, dataDir: opts.dataDir ?? this.ownDataDir });
+    this.cluster = new Cluster({
+      peers: n,
+      ...opts.timing,
+      dataDir: opts.dataDir ?? this.ownDataDir,
+      onPeerError: (peer, inc, err) => this.fail(`peer ${peer} (incarnation ${inc}) died: ${err.stack ?? String(err)}`),
+    });
     this.cluster.faults.reliable = !unreliable;
     this.cluster.faults.longDelays = true;
     this.connected = new Array(n).fill(false);

@@ -155,3 +155,47 @@ t.test('7: an InstallSnapshot that is lost is sent again even while the follower
   t.equal(cores[2]!.log.snapshotIndex(), 10, 'peer 2 installed it');
   t.equal(cores[2]!.status().commitIndex, 12, 'and caught up');
 });
+
+t.test('7: a streaming follower whose next entries the leader compacts away gets the snapshot (no crash)', async (t) => {
+  const disks = [new MemoryStorage(), new MemoryStorage(), new MemoryStorage()];
+  const cores = [core(0, 3), core(1, 3), core(2, 3)];
+  const [leader] = cores as [RaftCore, RaftCore, RaftCore];
+  const deliver = (ms: Message[], to: number[]) => {
+    for (const m of ms) if (to.includes(m.to)) cores[m.to]!.step(m);
+  };
+  /** Everything the peers send, each delivered only to the peers in `to`; repeated until quiet. */
+  const settle = (to: number[], from = [0, 1, 2]) => {
+    for (let round = 0; round < 20; round++) {
+      const out = from.flatMap((p) => msgs(drain(cores[p]!, disks[p]!)));
+      if (out.length === 0) return;
+      deliver(out, to);
+    }
+  };
+  for (let k = 0; k < 40 && !leader.isLeader(); k++) {
+    leader.tick();
+    settle([0, 1, 2]);
+  }
+  t.ok(leader.isLeader(), 'peer 0 leads');
+  settle([0, 1, 2]);
+  leader.propose(enc.encode('one'));
+  settle([0, 1, 2]);
+  // Entry 2 reaches peer 2 but its answer is lost: it stays in flight to a streaming follower.
+  leader.propose(enc.encode('two'));
+  deliver(msgs(drain(leader, disks[0]!)), [1, 2]);
+  drain(cores[2]!, disks[2]!);
+  settle([0, 1], [0, 1]);
+  leader.propose(enc.encode('three'));
+  settle([0, 1], [0, 1]);
+  t.equal(leader.status().appliedIndex, 3, 'three entries committed and applied with peer 1');
+  leader.compact(3, enc.encode('snapshot at 3'));
+  leader.propose(enc.encode('four'));
+  let rds: Ready[] = [];
+  t.doesNotThrow(() => {
+    rds = drain(leader, disks[0]!);
+  }, 'the leader does not trip over the compacted entries');
+  const toTwo = msgs(rds).filter((m) => m.to === 2);
+  t.ok(
+    toTwo.some((m) => m.type === MessageType.Snapshot),
+    `peer 2 is sent the snapshot (sent: ${toTwo.map((m) => m.type).join(', ')})`,
+  );
+});
