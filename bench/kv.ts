@@ -1,0 +1,143 @@
+/**
+ * npm run bench:kv: the key/value service on a 3-peer cluster with
+ * durable storage (SQLite, fsync on), Clerks in this thread. Put throughput
+ * and latency at 1, 16, 64 and 256 concurrent clients; the time a killed
+ * leader's cluster takes to serve again and a restarted peer takes to catch
+ * up; with --memory, 1,000,000 Puts over 10,000 keys with maxRaftState set
+ * and the process's peak RSS. Prints tables, writes bench/results/kv-*.json.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Cluster } from '../lib/cluster.js';
+import type { Clerk } from '../lib/kv/clerk.js';
+
+const PEERS = 3;
+const SECONDS = 3;
+const CONCURRENCY = [1, 16, 64, 256];
+const VALUE = 'v'.repeat(64);
+const MAX_RAFT_STATE = 1 << 20;
+
+interface Row {
+  clients: number;
+  puts: number;
+  seconds: number;
+  putsPerSecond: number;
+  p50ms: number;
+  p99ms: number;
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const round3 = (x: number) => Number(x.toFixed(3));
+
+async function withCluster<T>(fn: (c: Cluster) => Promise<T>): Promise<T> {
+  mkdirSync('data', { recursive: true });
+  const dir = mkdtempSync(join('data', 'bench-kv-'));
+  const c = new Cluster({ peers: PEERS, dataDir: dir, kv: { maxRaftState: MAX_RAFT_STATE } });
+  try {
+    for (let i = 0; i < PEERS; i++) await c.start(i);
+    c.connectAll();
+    return await fn(c);
+  } finally {
+    await c.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function leaderOf(c: Cluster): Promise<number> {
+  for (;;) {
+    for (let i = 0; i < PEERS; i++) if (c.isRunning(i) && (await c.getState(i)).isLeader) return i;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function throughput(c: Cluster, clients: number): Promise<Row> {
+  const clerks: Clerk[] = Array.from({ length: clients }, () => c.clerk());
+  await clerks[0]!.get('warm-up');
+  const latencies: number[] = [];
+  let stop = false;
+  const started = performance.now();
+  const progress = setInterval(() => process.stdout.write(`\r  ${clients} clients: ${latencies.length} puts...`), 500);
+  const runs = clerks.map(async (ck, k) => {
+    let n = 0;
+    while (!stop) {
+      const t0 = performance.now();
+      await ck.put(`key-${k}-${n++ % 100}`, VALUE);
+      latencies.push(performance.now() - t0);
+    }
+  });
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  stop = true;
+  await Promise.all(runs);
+  const seconds = (performance.now() - started) / 1000;
+  clearInterval(progress);
+  process.stdout.write('\r'.padEnd(60) + '\r');
+  for (const ck of clerks) ck.close();
+  latencies.sort((a, b) => a - b);
+  return {
+    clients,
+    puts: latencies.length,
+    seconds: round3(seconds),
+    putsPerSecond: Math.round(latencies.length / seconds),
+    p50ms: round3(percentile(latencies, 50)),
+    p99ms: round3(percentile(latencies, 99)),
+  };
+}
+
+async function restart(c: Cluster): Promise<{ serveAgainMs: number; catchUpMs: number }> {
+  const ck = c.clerk();
+  for (let i = 0; i < 2000; i++) await ck.put(`r${i % 50}`, VALUE);
+  const leader = await leaderOf(c);
+  const t0 = performance.now();
+  await c.crash(leader);
+  await ck.put('after-crash', 'x');
+  const serveAgainMs = performance.now() - t0;
+  const t1 = performance.now();
+  await c.start(leader);
+  const target = (await c.status(await leaderOf(c))).commitIndex;
+  while ((await c.status(leader)).appliedIndex < target) await new Promise((r) => setTimeout(r, 2));
+  const catchUpMs = performance.now() - t1;
+  ck.close();
+  return { serveAgainMs: round3(serveAgainMs), catchUpMs: round3(catchUpMs) };
+}
+
+async function memory(c: Cluster): Promise<{ puts: number; seconds: number; peakRssMiB: number }> {
+  const total = 1_000_000;
+  const clients = 64;
+  const clerks = Array.from({ length: clients }, () => c.clerk());
+  let next = 0;
+  const t0 = performance.now();
+  const progress = setInterval(() => process.stdout.write(`\r  memory: ${next} / ${total} puts, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`), 1000);
+  await Promise.all(
+    clerks.map(async (ck) => {
+      while (next < total) {
+        const i = next++;
+        await ck.put(`k${i % 10_000}`, VALUE);
+      }
+    }),
+  );
+  clearInterval(progress);
+  process.stdout.write('\r'.padEnd(70) + '\r');
+  for (const ck of clerks) ck.close();
+  return { puts: total, seconds: round3((performance.now() - t0) / 1000), peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) };
+}
+
+const args = process.argv.slice(2);
+console.log(`Key/value benchmark: ${PEERS} peers in worker threads, SQLite with fsync, 64-byte values, Clerks in the main thread, ${SECONDS} s per row`);
+const rows: Row[] = [];
+for (const n of CONCURRENCY) rows.push(await withCluster((c) => throughput(c, n)));
+console.log('| clients | puts | puts/s | p50 ms | p99 ms |');
+console.log('|---:|---:|---:|---:|---:|');
+for (const r of rows) console.log(`| ${r.clients} | ${r.puts} | ${r.putsPerSecond} | ${r.p50ms} | ${r.p99ms} |`);
+const rs = await withCluster(restart);
+console.log(`leader killed: serving again after ${rs.serveAgainMs.toFixed(0)} ms; the restarted peer caught up in ${rs.catchUpMs.toFixed(0)} ms`);
+const mem = args.includes('--memory') ? await withCluster(memory) : undefined;
+if (mem) console.log(`memory: ${mem.puts} puts over 10,000 keys in ${mem.seconds} s, peak RSS ${mem.peakRssMiB} MiB`);
+const rss = process.resourceUsage().maxRSS;
+console.log(`peak RSS ${(rss / 1024).toFixed(0)} MiB`);
+const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+const dir = new URL('./results/', new URL('../../bench/', import.meta.url));
+mkdirSync(dir, { recursive: true });
+const file = new URL(`kv-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
+writeFileSync(file, JSON.stringify({ benchmark: 'kv', date: new Date().toISOString(), machine, peakRssKiB: rss, rows, restart: rs, memory: mem }, null, 2) + '\n');
+console.log(`wrote ${file.pathname}`);
