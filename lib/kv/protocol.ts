@@ -12,6 +12,17 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
 
 const OPS: KvOpName[] = ['get', 'put', 'append'];
+
+/** The msgpack array in `bytes`, or undefined if they hold none. */
+function unpackArray(bytes: unknown): unknown[] | undefined {
+  if (!(bytes instanceof Uint8Array)) return undefined;
+  try {
+    const a: unknown = unpackr.unpack(bytes);
+    return Array.isArray(a) ? a : undefined;
+  } catch {
+    return undefined;
+  }
+}
 const opCode = (op: KvOpName) => OPS.indexOf(op);
 
 export function encodeCommand(c: KvCommand): Uint8Array {
@@ -20,13 +31,8 @@ export function encodeCommand(c: KvCommand): Uint8Array {
 
 /** A log entry's command, or undefined if the bytes are not one. */
 export function decodeCommand(bytes: Uint8Array): KvCommand | undefined {
-  let a: unknown;
-  try {
-    a = unpackr.unpack(bytes);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(a) || a.length !== 5) return undefined;
+  const a = unpackArray(bytes);
+  if (!a || a.length !== 5) return undefined;
   const [code, key, value, clientId, seq] = a as [number, string, string, number, number];
   const op = OPS[code];
   if (!op) return undefined;
@@ -43,15 +49,9 @@ export function encodeRequest(id: number, c: KvCommand): Uint8Array {
  * when not even an id can be read.
  */
 export function decodeRequest(bytes: unknown): { id: number; raw: unknown } | undefined {
-  if (!(bytes instanceof Uint8Array)) return undefined;
-  let a: unknown;
-  try {
-    a = unpackr.unpack(bytes);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(a) || !Number.isSafeInteger(a[0])) return undefined;
-  const [id, code, key, value, clientId, seq] = a as unknown[];
+  const a = unpackArray(bytes);
+  if (!a || !Number.isSafeInteger(a[0])) return undefined;
+  const [id, code, key, value, clientId, seq] = a;
   const op = typeof code === 'number' ? OPS[code] : undefined;
   return { id: id as number, raw: { op: op ?? code, key, value: op === 'get' ? undefined : value, clientId, seq } };
 }
@@ -61,14 +61,8 @@ export function encodeReply(id: number, r: KvResult): Uint8Array {
 }
 
 export function decodeReply(bytes: unknown): { id: number; result: KvResult } | undefined {
-  if (!(bytes instanceof Uint8Array)) return undefined;
-  let a: unknown;
-  try {
-    a = unpackr.unpack(bytes);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(a) || !Number.isSafeInteger(a[0]) || typeof a[1] !== 'string' || typeof a[2] !== 'string') return undefined;
+  const a = unpackArray(bytes);
+  if (!a || !Number.isSafeInteger(a[0]) || typeof a[1] !== 'string' || typeof a[2] !== 'string') return undefined;
   const result: KvResult = { err: a[1] as KvErr, value: a[2] };
   if (typeof a[3] === 'string') result.detail = a[3];
   return { id: a[0] as number, result };
