@@ -86,14 +86,21 @@ export interface AppliedSnapshot {
 
 export type ApplyListener = (peer: number, entries: Applied[], snapshot?: AppliedSnapshot) => void;
 
-interface Slot {
+/** A peer worker thread, from its spawn on (it may be spawned before it knows which peer it is). */
+interface PeerThread {
   worker: Worker;
+  exited: Promise<void>;
+  dead: boolean;
+  /** Why the worker died, if it died of an error. */
+  error?: Error;
+  onError?: (err: Error) => void;
+}
+
+interface Slot {
+  thread: PeerThread;
   api: Remote<PeerApi>;
   incarnation: number;
   applyPort: MessagePort;
-  exited: Promise<void>;
-  /** Why the worker died, if it died of an error. */
-  error?: Error;
 }
 
 export const DEFAULT_TIMING: PeerTiming = { tickMs: 10, electionTicks: 50, heartbeatTicks: 10 };
@@ -127,6 +134,12 @@ export class Cluster {
   private readonly fsync: boolean;
   private incarnations = 0;
   private closed = false;
+  /**
+   * A worker spawned while a peer is down, so that its start need not wait
+   * for a thread to boot and load its modules (about 90 ms here, a cost the
+   * crash-heavy lab tests would otherwise pay on every restart).
+   */
+  private spare: PeerThread | undefined;
   readonly kv: { maxRaftState: number } | undefined;
   private readonly clients = new Map<number, ClientRecord>();
   private readonly onPeerError: (peer: number, incarnation: number, err: Error) => void;
@@ -290,20 +303,12 @@ export class Cluster {
     };
     const file = this.storageFile(i);
     if (file) data.storage = { file, fsync: this.fsync };
-    const worker = new Worker(workerUrl, {
-      workerData: data,
-      transferList: transfers,
-      execArgv: workerExecArgv(),
-      // Peer traffic carries no strings, so msgpackr's native string decoder
-      // would only add its load time (about 10 ms of CPU) to every peer start.
-      env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
-    });
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    const slot: Slot = { worker, api: Comlink.wrap<PeerApi>(nodeEndpoint(worker)), incarnation, applyPort: apply.port1, exited };
-    worker.on('error', (err) => {
-      slot.error = err;
+    const thread = this.takeSpare() ?? spawnPeerThread();
+    thread.worker.postMessage({ boot: data }, transfers);
+    const slot: Slot = { thread, api: Comlink.wrap<PeerApi>(nodeEndpoint(thread.worker)), incarnation, applyPort: apply.port1 };
+    thread.onError = (err) => {
       if (this.slots[i] === slot) this.onPeerError(i, incarnation, err);
-    });
+    };
     this.slots[i] = slot;
     apply.port1.on('message', (batch: ApplyBatch) => {
       if (batch.incarnation !== this.slots[i]?.incarnation || !onApply) return;
@@ -320,11 +325,24 @@ export class Cluster {
       // A peer that cannot start (say, its storage file is refused) reports why.
       if (this.slots[i] === slot) this.slots[i] = undefined;
       apply.port1.close();
-      throw slot.error ?? e;
+      throw thread.error ?? e;
     }
     this.faults.resetCount(i);
     this.faults.setIncarnation(i, incarnation);
     if (this.kv) for (const rec of this.clients.values()) this.attachClientEnd(rec, i);
+    if (this.slots.includes(undefined)) this.prepareSpare();
+  }
+
+  private takeSpare(): PeerThread | undefined {
+    const spare = this.spare;
+    this.spare = undefined;
+    return spare && !spare.dead ? spare : undefined;
+  }
+
+  /** Have a booted worker ready for the next start while some peer is down. */
+  private prepareSpare(): void {
+    if (this.spare || this.closed || this.faults.shutdown) return;
+    this.spare = spawnPeerThread();
   }
 
   /** Kill peer i's worker: it becomes unreachable at once and its thread is terminated. */
@@ -335,14 +353,15 @@ export class Cluster {
     this.faults.setIncarnation(i, 0);
     this.slots[i] = undefined;
     slot.applyPort.close();
-    await slot.worker.terminate();
+    this.prepareSpare();
+    await slot.thread.worker.terminate();
   }
 
   private async call<T>(i: number, what: string, fn: (api: Remote<PeerApi>) => Promise<T>): Promise<T> {
     this.checkPeer(what, i);
     const slot = this.slots[i];
     if (!slot) throw new PeerNotRunningError(i, what);
-    const died = slot.exited.then(() => {
+    const died = slot.thread.exited.then(() => {
       throw new PeerNotRunningError(i, what);
     });
     return Promise.race([fn(slot.api), died]);
@@ -378,8 +397,26 @@ export class Cluster {
     this.faults.shutdown = true;
     for (const id of [...this.clients.keys()]) this.closeClient(id);
     await Promise.all(this.slots.map((_, i) => this.crash(i)));
+    const spare = this.takeSpare();
+    if (spare) await spare.worker.terminate();
     this.closed = true;
   }
+}
+
+function spawnPeerThread(): PeerThread {
+  const worker = new Worker(workerUrl, {
+    execArgv: workerExecArgv(),
+    // Peer traffic carries no strings, so msgpackr's native string decoder
+    // would only add its load time (about 10 ms of CPU) to every peer start.
+    env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
+  });
+  const thread: PeerThread = { worker, dead: false, exited: new Promise((resolve) => worker.once('exit', () => resolve())) };
+  void thread.exited.then(() => (thread.dead = true));
+  worker.on('error', (err) => {
+    thread.error = err;
+    thread.onError?.(err);
+  });
+  return thread;
 }
 
 /**
