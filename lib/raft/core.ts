@@ -391,15 +391,16 @@ export class RaftCore {
       this.becomeLeader();
       return;
     }
-    this.requestVotes(this.term, false);
+    // After a pre-vote round, only the peers that answered it are asked (a
+    // late answer brings its own request): the silent ones are down or cut
+    // off, and asking them again would only cost a message each.
+    for (let p = 0; p < this.n; p++) {
+      if (p !== this.id && (!this.preVote || this.responders.has(p))) this.requestVote(p, this.term, false);
+    }
   }
 
-  /** RequestVote (or a pre-vote) for `term` to every other peer. */
-  private requestVotes(term: number, pre: boolean): void {
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      this.send({ type: MessageType.Vote, from: this.id, to: p, term, lastLogIndex: this.log.lastIndex(), lastLogTerm: this.log.lastTerm(), pre });
-    }
+  private requestVote(to: PeerId, term: number, pre: boolean): void {
+    this.send({ type: MessageType.Vote, from: this.id, to, term, lastLogIndex: this.log.lastIndex(), lastLogTerm: this.log.lastTerm(), pre });
   }
 
   /** Ask for pre-votes for term+1; the real election starts only once a majority would vote. */
@@ -413,7 +414,7 @@ export class RaftCore {
       this.campaign();
       return;
     }
-    this.requestVotes(this.term + 1, true);
+    for (let p = 0; p < this.n; p++) if (p !== this.id) this.requestVote(p, this.term + 1, true);
   }
 
   private handleVote(m: VoteRequest): void {
@@ -440,8 +441,10 @@ export class RaftCore {
 
   private handleVoteResponse(m: VoteResponse): void {
     // Any answer, even one that comes after the majority, shows the peer is up.
+    const fresh = this.role !== Role.Follower && !this.responders.has(m.from);
     if (this.role !== Role.Follower) this.responders.add(m.from);
     if (m.pre) {
+      if (this.role === Role.Candidate && fresh) this.requestVote(m.from, this.term, false);
       if (this.role !== Role.PreCandidate || !m.granted || m.term !== this.term + 1) return;
       this.votes.add(m.from);
       if (this.votes.size >= majority(this.n)) this.campaign();

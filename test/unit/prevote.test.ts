@@ -114,7 +114,7 @@ t.test('pre-vote: after a majority would vote, the real election starts; the new
   const rd = take(c);
   t.same(rd.hardState, { term: 1, vote: 0 }, 'term and self-vote persisted');
   const votes = rd.messages.filter((m) => m.type === MessageType.Vote);
-  t.same(votes.map((m) => m.to).sort(), [1, 2, 3, 4], 'real RequestVote to every peer');
+  t.same(votes.map((m) => m.to).sort(), [1, 2], 'real RequestVote only to the peers that answered the pre-vote');
   t.ok(votes.every((m) => m.type === MessageType.Vote && !m.pre && m.term === 1), 'real votes of term 1');
   c.step({ type: MessageType.VoteResponse, from: 1, to: 0, term: 1, granted: true, pre: false });
   c.step({ type: MessageType.VoteResponse, from: 2, to: 0, term: 1, granted: true, pre: false });
@@ -130,6 +130,26 @@ t.test('pre-vote: after a majority would vote, the real election starts; the new
     rounds.push(take(c).messages.filter((m) => m.type === MessageType.Append).map((m) => m.to).sort());
   }
   t.same(rounds, [[1, 2], [1, 2], [1, 2, 3, 4]], 'heartbeat rounds reach the silent peers every third round');
+});
+
+t.test('pre-vote: a pre-vote answer that arrives after the real election started brings its own RequestVote; silent peers are never asked', async (t) => {
+  const c = core(0, 5, true);
+  tickUntil(c, () => c.status().role === Role.PreCandidate);
+  t.same(drain(c).filter((m) => m.type === MessageType.Vote).map((m) => m.to).sort(), [1, 2, 3, 4], 'pre-votes go to every peer');
+  c.step({ type: MessageType.VoteResponse, from: 1, to: 0, term: 1, granted: true, pre: true });
+  c.step({ type: MessageType.VoteResponse, from: 2, to: 0, term: 1, granted: true, pre: true });
+  t.equal(c.status().role, Role.Candidate);
+  t.same(drain(c).filter((m) => m.type === MessageType.Vote).map((m) => m.to).sort(), [1, 2]);
+  c.step({ type: MessageType.VoteResponse, from: 3, to: 0, term: 1, granted: true, pre: true });
+  const late = drain(c).filter((m) => m.type === MessageType.Vote);
+  t.same(late.map((m) => [m.to, m.term, m.type === MessageType.Vote && m.pre]), [[3, 1, false]], 'the late answerer is asked for its real vote');
+  c.step({ type: MessageType.VoteResponse, from: 3, to: 0, term: 1, granted: true, pre: true });
+  t.same(drain(c), [], 'a repeated answer asks nothing more');
+  c.step({ type: MessageType.VoteResponse, from: 3, to: 0, term: 1, granted: true, pre: false });
+  t.equal(c.status().role, Role.Candidate, 'two votes of five are not enough');
+  c.step({ type: MessageType.VoteResponse, from: 1, to: 0, term: 1, granted: true, pre: false });
+  t.ok(c.isLeader(), 'leader with the late answerer counted');
+  t.same(take(c).messages.filter((m) => m.type === MessageType.Append).map((m) => m.to).sort(), [1, 2, 3], 'announced to every peer that answered, not to the silent one');
 });
 
 t.test('pre-vote: a refusal from a higher term sends the pre-candidate back to follower in that term', async (t) => {
