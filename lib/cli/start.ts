@@ -1,111 +1,234 @@
 /**
- * npm start: a 3-peer cluster in this process, each peer's state in its own
- * SQLite file under data/. Elect a leader, propose commands with a live
- * count, kill the leader's worker, watch a new leader take over and commits
- * continue, restart the dead peer from its file, and report commits per
- * second for each phase.
+ * npm start: the key/value service on a 3-peer cluster in this process, each
+ * peer's Raft state in its own SQLite file under data/ (fsync on). Concurrent
+ * clients run Put, Append and Get with a live progress line; a third of the
+ * way in, the leader's worker is killed, and two thirds in it is restarted
+ * from its file. Then the recorded history is checked for linearizability,
+ * every acknowledged Append is looked for in the final values, and the
+ * throughput and latency are printed. Exit code 0 only if all of that holds.
  */
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { LinearizabilityChecker } from '../check/checker.js';
+import { KvOp, type KvOperation } from '../check/kv-model.js';
 import { Cluster } from '../cluster.js';
-import { PeerNotRunningError } from '../errors.js';
+import type { Clerk } from '../kv/clerk.js';
 
 const PEERS = 3;
-const PHASE_MS = 3000;
-const WINDOW = 256; // proposals kept in flight
+const SHARED_KEYS = 10;
+/** Small enough that the run takes snapshots and the restarted peer may need one. */
+const MAX_RAFT_STATE = 64 * 1024;
 
-const dataDir = join('data', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-const cluster = new Cluster({ peers: PEERS, dataDir });
-const tty = process.stdout.isTTY;
-const committed = new Set<number>();
-let nextValue = 0;
+const USAGE = `usage: npm start [-- --clients N] [--seconds S] [--data DIR]
+  --clients N   concurrent clients (1..1024, default 16)
+  --seconds S   length of the workload (3..3600, default 12)
+  --data DIR    where the peers' SQLite files go (default data/run-<time>)`;
 
-function onApply(_peer: number, entries: { command: unknown }[]): void {
-  for (const e of entries) if (typeof e.command === 'number') committed.add(e.command);
+function options(): { clients: number; seconds: number; dataDir: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({ options: { clients: { type: 'string' }, seconds: { type: 'string' }, data: { type: 'string' }, help: { type: 'boolean' } } });
+  } catch (e) {
+    fail(`${(e as Error).message}\n${USAGE}`);
+  }
+  if (parsed.values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const int = (name: string, raw: string | undefined, def: number, lo: number, hi: number): number => {
+    if (raw === undefined) return def;
+    const v = Number(raw);
+    if (!Number.isInteger(v) || v < lo || v > hi) fail(`--${name} must be an integer in [${lo}, ${hi}], got ${raw}\n${USAGE}`);
+    return v;
+  };
+  return {
+    clients: int('clients', parsed.values.clients, 16, 1, 1024),
+    seconds: int('seconds', parsed.values.seconds, 12, 3, 3600),
+    dataDir: parsed.values.data ?? join('data', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`),
+  };
 }
 
-async function findLeader(timeoutMs = 10_000): Promise<{ leader: number; term: number; ms: number }> {
+function fail(msg: string): never {
+  console.error(msg);
+  process.exit(2);
+}
+
+const nowNs = () => Number(process.hrtime.bigint());
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+interface Recorded extends KvOperation {
+  phase: number;
+}
+
+const PHASES = ['all peers up', 'leader killed', 'peer restarted'];
+
+async function leaderOf(cluster: Cluster): Promise<number> {
   const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) {
+  while (Date.now() - t0 < 10_000) {
     for (let i = 0; i < PEERS; i++) {
       if (!cluster.isRunning(i)) continue;
       const s = await cluster.getState(i).catch(() => undefined);
-      if (s?.isLeader) return { leader: i, term: s.term, ms: Date.now() - t0 };
+      if (s?.isLeader) return i;
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 10));
   }
-  throw new Error(`no leader elected within ${timeoutMs} ms`);
+  throw new Error('no leader within 10 s');
 }
 
-/** Keep WINDOW proposals in flight against whoever leads, for `ms` milliseconds. */
-async function propose(label: string, ms: number): Promise<number> {
-  const before = committed.size;
-  const t0 = Date.now();
-  let leader = (await findLeader()).leader;
-  let stop = false;
-  let ticks = 0;
-  const progress = setInterval(() => {
-    const line = `  ${label}: ${committed.size - before} commits, leader ${leader}, ${((Date.now() - t0) / 1000).toFixed(1)} s`;
-    if (tty) process.stdout.write(`\r${line}   `);
-    else if (++ticks % 5 === 0) console.log(line);
-  }, 200);
-  const worker = async () => {
-    while (!stop) {
-      try {
-        const r = await cluster.startCommand(leader, nextValue++);
-        if (!r.isLeader) leader = (await findLeader()).leader;
-      } catch (e) {
-        if (!(e instanceof PeerNotRunningError)) throw e;
-        leader = (await findLeader()).leader;
+async function main(): Promise<number> {
+  const opts = options();
+  const cluster = new Cluster({ peers: PEERS, dataDir: opts.dataDir, kv: { maxRaftState: MAX_RAFT_STATE } });
+  const checker = new LinearizabilityChecker();
+  const onSignal = () => {
+    console.log('\ninterrupted: stopping the cluster');
+    void cluster.close().then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  try {
+    console.log(`Key/value service on ${PEERS} Raft peers, each in its own worker thread, stored in ${opts.dataDir}/ (SQLite, fsync on, snapshots past ${MAX_RAFT_STATE / 1024} KiB).`);
+    for (let i = 0; i < PEERS; i++) await cluster.start(i);
+    cluster.connectAll();
+    console.log(`Leader elected: peer ${await leaderOf(cluster)}. Running ${opts.clients} clients for ${opts.seconds} s (Put and Get on ${SHARED_KEYS} shared keys, Append to each client's own keys).`);
+
+    const history: Recorded[] = [];
+    /** Per client: its own keys' values as its acknowledged Appends made them. */
+    const expected: Map<string, string>[] = [];
+    let phase = 0;
+    let stop = false;
+    const clerks: Clerk[] = Array.from({ length: opts.clients }, () => cluster.clerk());
+
+    const record = async (client: number, op: KvOperation['input']['op'], key: string, value: string, ck: Clerk) => {
+      const call = nowNs();
+      const at = phase;
+      let out = '';
+      if (op === KvOp.Get) out = await ck.get(key);
+      else if (op === KvOp.Put) await ck.put(key, value);
+      else await ck.append(key, value);
+      history.push({ clientId: client, input: { op, key, value }, output: { value: out }, call, ret: nowNs(), phase: at });
+    };
+
+    const runs = clerks.map(async (ck, c) => {
+      const own = new Map<string, string>();
+      expected.push(own);
+      for (let n = 0; !stop; n++) {
+        const r = Math.random();
+        if (r < 0.4) {
+          const key = `c${c}-${n % 4}`;
+          const token = `${c}.${n};`;
+          await record(c, KvOp.Append, key, token, ck);
+          own.set(key, (own.get(key) ?? '') + token);
+        } else if (r < 0.7) {
+          await record(c, KvOp.Put, `s${Math.floor(Math.random() * SHARED_KEYS)}`, `${c}.${n}`, ck);
+        } else {
+          await record(c, KvOp.Get, `s${Math.floor(Math.random() * SHARED_KEYS)}`, '', ck);
+        }
+      }
+    });
+
+    const t0 = Date.now();
+    const tty = process.stdout.isTTY;
+    let lastCount = 0;
+    let lastAt = t0;
+    let lines = 0;
+    let leaderNow = await leaderOf(cluster);
+    let down = -1;
+    const progress = setInterval(() => {
+      const now = Date.now();
+      const rate = Math.round(((history.length - lastCount) * 1000) / Math.max(1, now - lastAt));
+      lastCount = history.length;
+      lastAt = now;
+      const line = `  ${((now - t0) / 1000).toFixed(1).padStart(5)} s  ${PHASES[phase]!.padEnd(14)} ${String(history.length).padStart(8)} ops  ${String(rate).padStart(6)} ops/s  leader ${leaderNow}${down >= 0 ? `, peer ${down} down` : ''}`;
+      if (tty) process.stdout.write(`\r${line}   `);
+      else if (++lines % 4 === 0) console.log(line);
+    }, 250);
+    const say = (msg: string) => {
+      if (tty) process.stdout.write('\r'.padEnd(90) + '\r');
+      console.log(msg);
+    };
+    const refreshLeader = setInterval(() => {
+      void leaderOf(cluster).then((l) => (leaderNow = l), () => {});
+    }, 500);
+
+    const third = (opts.seconds * 1000) / 3;
+    await new Promise((r) => setTimeout(r, third));
+    const victim = await leaderOf(cluster);
+    const before = history.length;
+    const killedAt = nowNs();
+    await cluster.crash(victim);
+    down = victim;
+    phase = 1;
+    say(`  killed the leader's worker (peer ${victim}) at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await new Promise((r) => setTimeout(r, third));
+    const afterKill = history.slice(before).find((op) => op.call >= killedAt);
+    const servedAgainMs = afterKill ? (afterKill.ret - killedAt) / 1e6 : NaN;
+    await cluster.start(victim);
+    cluster.connectAll();
+    phase = 2;
+    down = -1;
+    say(`  restarted peer ${victim} in a new worker from its SQLite file at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await new Promise((r) => setTimeout(r, third));
+    stop = true;
+    await Promise.all(runs);
+    const seconds = (Date.now() - t0) / 1000;
+    clearInterval(progress);
+    clearInterval(refreshLeader);
+    say(`  ${history.length} operations by ${opts.clients} clients in ${seconds.toFixed(1)} s`);
+
+    // Read every client's own keys back: each acknowledged Append must be
+    // there exactly once and in order, and nothing else.
+    const reader = clerks[0]!;
+    let lost = 0;
+    let checkedAppends = 0;
+    for (const own of expected) {
+      for (const [key, want] of own) {
+        const call = nowNs();
+        const got = await reader.get(key);
+        history.push({ clientId: 0, input: { op: KvOp.Get, key, value: '' }, output: { value: got }, call, ret: nowNs(), phase: 2 });
+        checkedAppends += want.split(';').length - 1;
+        if (got !== want) {
+          lost++;
+          console.log(`  key ${key}: expected ${JSON.stringify(want.slice(-60))}, read ${JSON.stringify(got.slice(-60))}`);
+        }
       }
     }
-  };
-  const workers = Array.from({ length: WINDOW }, worker);
-  await new Promise((r) => setTimeout(r, ms));
-  stop = true;
-  await Promise.all(workers);
-  clearInterval(progress);
-  const n = committed.size - before;
-  const secs = (Date.now() - t0) / 1000;
-  if (tty) process.stdout.write('\r');
-  console.log(`  ${label}: ${n} commits in ${secs.toFixed(1)} s = ${Math.round(n / secs)} commits/s`.padEnd(70));
-  return n;
-}
+    for (const ck of clerks) ck.close();
 
-async function main(): Promise<void> {
-  console.log(`Starting ${PEERS} Raft peers, each in its own worker thread, storing to ${dataDir}/ (SQLite, fsync on)...`);
-  for (let i = 0; i < PEERS; i++) await cluster.start(i, onApply);
-  cluster.connectAll();
-  const first = await findLeader();
-  console.log(`Leader elected: peer ${first.leader} in term ${first.term} after ${first.ms} ms`);
+    // The peers must agree on what they applied once the restarted one caught up.
+    const target = (await cluster.status(await leaderOf(cluster))).commitIndex;
+    const caughtUpBy = Date.now() + 10_000;
+    while ((await cluster.status(victim)).appliedIndex < target && Date.now() < caughtUpBy) await new Promise((r) => setTimeout(r, 20));
 
-  await propose('phase 1 (all peers up)', PHASE_MS);
+    console.log('');
+    console.log('| phase | operations | ops/s | p50 ms | p99 ms |');
+    console.log('|---|---:|---:|---:|---:|');
+    for (let p = 0; p < PHASES.length; p++) {
+      const ops = history.filter((op) => op.phase === p);
+      const lat = ops.map((op) => (op.ret - op.call) / 1e6).sort((a, b) => a - b);
+      const span = ops.length > 0 ? (Math.max(...ops.map((o) => o.ret)) - Math.min(...ops.map((o) => o.call))) / 1e9 : 0;
+      console.log(`| ${PHASES[p]} | ${ops.length} | ${span > 0 ? Math.round(ops.length / span) : 0} | ${percentile(lat, 50).toFixed(2)} | ${percentile(lat, 99).toFixed(2)} |`);
+    }
+    console.log(`The cluster served again ${servedAgainMs.toFixed(0)} ms after the leader was killed.`);
+    for (let i = 0; i < PEERS; i++) {
+      const s = await cluster.status(i);
+      console.log(`  peer ${i}: term ${s.term}, ${s.role}, commit ${s.commitIndex}, applied ${s.appliedIndex}, snapshot ${s.snapshotIndex}`);
+    }
 
-  const victim = (await findLeader()).leader;
-  console.log(`Killing the leader's worker (peer ${victim})...`);
-  const killedAt = Date.now();
-  await cluster.crash(victim);
-  const next = await findLeader();
-  console.log(`New leader: peer ${next.leader} in term ${next.term}, ${Date.now() - killedAt} ms after the kill`);
-
-  await propose('phase 2 (one peer down)', PHASE_MS);
-
-  console.log(`Restarting peer ${victim} in a new worker from its SQLite file (it recovers, then catches up)...`);
-  await cluster.start(victim, onApply);
-  cluster.connectAll();
-  await propose('phase 3 (all peers up again)', PHASE_MS);
-
-  // Every peer must end with the same applied prefix: read their status.
-  await new Promise((r) => setTimeout(r, 300));
-  for (let i = 0; i < PEERS; i++) {
-    const s = await cluster.status(i);
-    console.log(`  peer ${i}: term ${s.term}, ${s.role}, commit ${s.commitIndex}, applied ${s.appliedIndex}`);
+    console.log(`\nNo acknowledged write lost: ${lost === 0 ? 'yes' : 'NO'} (${checkedAppends} acknowledged Appends on ${expected.reduce((k, m) => k + m.size, 0)} keys read back${lost ? `, ${lost} keys wrong` : ''}).`);
+    const keys = new Set(history.map((op) => op.input.key)).size;
+    console.log(`Checking ${history.length} operations on ${keys} keys for linearizability...`);
+    const report = await checker.checkKv(history, { timeoutMs: 120_000 });
+    const verdict = report.result === 'ok' ? 'linearizable' : report.result === 'illegal' ? `NOT linearizable (keys ${report.illegalKeys.join(', ')})` : `unknown: ${report.decided} of ${report.partitions} keys decided before the time limit`;
+    console.log(`History: ${verdict} (${report.ms.toFixed(0)} ms).`);
+    console.log(`Peers' SQLite files are in ${opts.dataDir}/.`);
+    return lost === 0 && report.result === 'ok' ? 0 : 1;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    await checker.close();
+    await cluster.close();
   }
-  console.log(`Done: ${committed.size} distinct commands committed.`);
 }
 
-main()
-  .catch((e) => {
-    console.error(e);
-    process.exitCode = 1;
-  })
-  .finally(() => cluster.close());
+process.exitCode = await main().catch((e) => {
+  console.error(e);
+  return 1;
+});
