@@ -369,7 +369,8 @@ export class Cluster {
 
   /** Propose a command (any msgpack-encodable value) on peer i. */
   startCommand(i: number, command: unknown): Promise<StartResult> {
-    return this.call(i, 'startCommand', (api) => api.start(encodeValue(command)));
+    const bytes = encodeValue(command);
+    return this.call(i, 'startCommand', (api) => api.start(Comlink.transfer(bytes, [bytes.buffer as never])));
   }
 
   getState(i: number): Promise<PeerState> {
@@ -382,7 +383,9 @@ export class Cluster {
 
   /** Tell peer i that its service captured everything through `index` in `data`. */
   snapshot(i: number, index: number, data: Uint8Array): Promise<void> {
-    return this.call(i, 'snapshot', (api) => api.snapshot(index, data));
+    // An exact copy is transferred; the caller's bytes stay theirs.
+    const bytes = data instanceof Uint8Array ? new Uint8Array(data) : data;
+    return this.call(i, 'snapshot', (api) => api.snapshot(index, bytes instanceof Uint8Array ? Comlink.transfer(bytes, [bytes.buffer as never]) : bytes));
   }
 
   /** A port whose messages peer i treats like peer traffic (for tests of bad input). */

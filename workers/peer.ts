@@ -216,7 +216,7 @@ function runPeer(wd: PeerWorkerData): void {
       port.on('message', (bytes: unknown) => {
         if (stopped) return;
         catchUp();
-        kv.handle(bytes, (reply) => port.postMessage(reply));
+        kv.handle(bytes, (reply) => port.postMessage(reply, [reply.buffer as ArrayBuffer]));
         schedule();
       });
     },

@@ -107,7 +107,8 @@ class ServerEnd {
       };
       this.waiting.set(id, finish);
       try {
-        port.postMessage(encodeRequest(id, cmd));
+        const req = encodeRequest(id, cmd);
+        port.postMessage(req, [req.buffer as ArrayBuffer]);
       } catch {
         finish(undefined);
       }

@@ -129,9 +129,13 @@ export function unpackBatch(buf: Uint8Array): unknown[] {
   return unpackr.unpackMultiple(buf) as unknown[];
 }
 
-/** Encode an application value (a command) as bytes for the log. */
+/**
+ * Encode an application value (a command) as bytes for the log: a copy of
+ * exactly its size, not a view into msgpackr's pool buffer, so that posting
+ * it to a peer's worker transfers these bytes rather than cloning the pool.
+ */
 export function encodeValue(v: unknown): Uint8Array {
-  return packr.pack(v);
+  return new Uint8Array(packr.pack(v));
 }
 
 export function decodeValue(b: Uint8Array): unknown {
