@@ -8,7 +8,9 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Cluster } from '../lib/cluster.js';
 import type { Clerk } from '../lib/kv/clerk.js';
 
@@ -107,7 +109,7 @@ async function memory(c: Cluster): Promise<{ puts: number; seconds: number; peak
   const clerks = Array.from({ length: clients }, () => c.clerk());
   let next = 0;
   const t0 = performance.now();
-  const progress = setInterval(() => process.stdout.write(`\r  memory: ${next} / ${total} puts, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`), 1000);
+  const progress = setInterval(() => process.stderr.write(`\r  memory: ${next} / ${total} puts, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`), 1000);
   await Promise.all(
     clerks.map(async (ck) => {
       while (next < total) {
@@ -117,12 +119,37 @@ async function memory(c: Cluster): Promise<{ puts: number; seconds: number; peak
     }),
   );
   clearInterval(progress);
-  process.stdout.write('\r'.padEnd(70) + '\r');
+  process.stderr.write('\r'.padEnd(70) + '\r');
   for (const ck of clerks) ck.close();
   return { puts: total, seconds: round3((performance.now() - t0) / 1000), peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) };
 }
 
 const args = process.argv.slice(2);
+if (args.includes('--memory-child')) {
+  // The memory run's own process: its peak RSS is this cluster's alone.
+  const mem = await withCluster(memory);
+  process.stdout.write(JSON.stringify(mem) + '\n');
+  process.exit(0);
+}
+
+/** The memory run in a child process, so the peak RSS is not the earlier rows'. */
+function memoryInChild(): Promise<{ puts: number; seconds: number; peakRssMiB: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--memory-child'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`the memory run exited with code ${String(code)}`));
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop()!));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}
+
 console.log(`Key/value benchmark: ${PEERS} peers in worker threads, SQLite with fsync, 64-byte values, Clerks in the main thread, ${SECONDS} s per row`);
 const rows: Row[] = [];
 for (const n of CONCURRENCY) rows.push(await withCluster((c) => throughput(c, n)));
@@ -131,8 +158,8 @@ console.log('|---:|---:|---:|---:|---:|');
 for (const r of rows) console.log(`| ${r.clients} | ${r.puts} | ${r.putsPerSecond} | ${r.p50ms} | ${r.p99ms} |`);
 const rs = await withCluster(restart);
 console.log(`leader killed: serving again after ${rs.serveAgainMs.toFixed(0)} ms; the restarted peer caught up in ${rs.catchUpMs.toFixed(0)} ms`);
-const mem = args.includes('--memory') ? await withCluster(memory) : undefined;
-if (mem) console.log(`memory: ${mem.puts} puts over 10,000 keys in ${mem.seconds} s, peak RSS ${mem.peakRssMiB} MiB`);
+const mem = args.includes('--memory') ? await memoryInChild() : undefined;
+if (mem) console.log(`memory: ${mem.puts} puts over 10,000 keys in ${mem.seconds} s, peak RSS of that run's process ${mem.peakRssMiB} MiB`);
 const rss = process.resourceUsage().maxRSS;
 console.log(`peak RSS ${(rss / 1024).toFixed(0)} MiB`);
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
