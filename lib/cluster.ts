@@ -214,6 +214,16 @@ export class Cluster {
     return new Clerk(this.openClient(servers ? { servers } : {}).link);
   }
 
+  /**
+   * \`count\` Clerks in this thread on one shared link: one channel per
+   * server for all of them, so their concurrent requests travel together.
+   */
+  clerks(count: number): Clerk[] {
+    if (!Number.isSafeInteger(count) || count < 1) throw new OptionError('count', `must be a positive integer, got ${String(count)}`);
+    const { link } = this.openClient();
+    return Array.from({ length: count }, () => new Clerk(link));
+  }
+
   /** Enable or disable client \`id\`'s ends to the given servers. */
   setClientEnds(id: number, servers: number[], enabled: boolean): void {
     const rec = this.clients.get(id);

@@ -5,6 +5,7 @@ import { PeerTransport } from '../lib/net/transport.js';
 import { RaftCore } from '../lib/raft/core.js';
 import { seededRng } from '../lib/raft/prng.js';
 import { KvServer } from '../lib/kv/server.js';
+import { PortBatches } from '../lib/kv/port-batches.js';
 import type { ApplyBatch, PeerApi, PeerWorkerData, StartResult } from '../lib/peer-protocol.js';
 import { SqliteStorage, logEntryStateSize, RAFT_STATE_HEADER_BYTES } from '../storage/sqlite.js';
 import { MemoryStorage, type Storage } from '../storage/storage.js';
@@ -77,6 +78,8 @@ function runPeer(wd: PeerWorkerData): void {
   let drainScheduled = false;
   let stopped = false;
   const clientPorts: MessagePort[] = [];
+  // Replies leave once per turn per client channel, together.
+  const replies = new PortBatches();
 
   function schedule(): void {
     if (drainScheduled || stopped) return;
@@ -165,6 +168,7 @@ function runPeer(wd: PeerWorkerData): void {
     }
     kv?.afterDrain(raftStateBytes());
     transport.flush();
+    replies.flush();
     armTimer();
   }
 
@@ -216,7 +220,7 @@ function runPeer(wd: PeerWorkerData): void {
       port.on('message', (bytes: unknown) => {
         if (stopped) return;
         catchUp();
-        kv.handle(bytes, (reply) => port.postMessage(reply, [reply.buffer as ArrayBuffer]));
+        kv.handle(bytes, (reply) => replies.push(port, reply));
         schedule();
       });
     },

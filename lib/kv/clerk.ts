@@ -2,7 +2,8 @@ import { randomInt } from 'node:crypto';
 import type { MessagePort } from 'node:worker_threads';
 import { ClusterClosedError } from '../errors.js';
 import { FaultState } from '../net/faults.js';
-import { decodeReply, encodeRequest } from './protocol.js';
+import { PortBatches } from './port-batches.js';
+import { decodeReplies, encodeRequest } from './protocol.js';
 import type { KvCommand, KvErr, KvResult } from './state-machine.js';
 
 /**
@@ -42,19 +43,28 @@ function sleep(ms: number): Promise<void> {
 const chance = (k: number) => Math.floor(Math.random() * 1000) < k;
 const uniform = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 
+/** Requests leave once per turn per channel, together (one per thread). */
+const outgoing = new PortBatches();
+
+interface Waiter {
+  inc: number;
+  finish: (r: KvResult | undefined) => void;
+}
+
 /**
  * The client's end to one server, obeying the simulated network's rules
  * for RPCs: a disabled end or a server that is down fails after 0-99 ms;
  * unreliable: the request waits 0-26 ms and 10% are lost, and 10% of the
  * replies are lost after the server acted; while waiting, the end and the
  * server are re-checked every 100 ms, and a reply is accepted only if both
- * are still as they were.
+ * are still as they were. Every Clerk made from one link shares its ends.
  */
 class ServerEnd {
   private port: MessagePort | undefined;
   private incarnation = 0;
   private nextId = 1;
-  private readonly waiting = new Map<number, (r: KvResult | undefined) => void>();
+  private readonly waiting = new Map<number, Waiter>();
+  private check: NodeJS.Timeout | undefined;
 
   constructor(
     readonly server: number,
@@ -67,23 +77,31 @@ class ServerEnd {
     this.port = u.port;
     this.incarnation = u.incarnation;
     u.port.on('message', (bytes: unknown) => {
-      const r = decodeReply(bytes);
-      const done = r && this.waiting.get(r.id);
-      if (done) done(r.result);
+      for (const r of decodeReplies(bytes)) this.waiting.get(r.id)?.finish(r.result);
     });
   }
 
   detach(): void {
     this.port?.close();
     this.port = undefined;
-    for (const done of this.waiting.values()) done(undefined);
+    for (const w of [...this.waiting.values()]) w.finish(undefined);
   }
 
   private up(inc: number): boolean {
     return Atomics.load(this.enabledFlags, this.server) === 1 && this.faults.incarnation(this.server) === inc && inc !== 0;
   }
 
-  async call(cmd: KvCommand): Promise<KvResult | undefined> {
+  /** One timer for all waiting calls: fail those whose end or server went away. */
+  private recheck(): void {
+    for (const w of [...this.waiting.values()]) if (!this.up(w.inc) || this.faults.shutdown) w.finish(undefined);
+    if (this.waiting.size === 0) {
+      clearInterval(this.check);
+      this.check = undefined;
+    }
+  }
+
+  /** `onWait` receives a function that abandons the call while it waits for its answer. */
+  async call(cmd: KvCommand, onWait: (cancel: () => void) => void): Promise<KvResult | undefined> {
     const inc = this.incarnation;
     const port = this.port;
     this.faults.countRpc();
@@ -97,27 +115,46 @@ class ServerEnd {
     }
     const id = this.nextId++;
     const result = await new Promise<KvResult | undefined>((resolve) => {
-      const check = setInterval(() => {
-        if (!this.up(inc) || this.faults.shutdown) finish(undefined);
-      }, 100);
       const finish = (r: KvResult | undefined) => {
-        clearInterval(check);
         this.waiting.delete(id);
         resolve(r);
       };
-      this.waiting.set(id, finish);
-      try {
-        const req = encodeRequest(id, cmd);
-        port.postMessage(req, [req.buffer as ArrayBuffer]);
-      } catch {
-        finish(undefined);
-      }
+      this.waiting.set(id, { inc, finish });
+      onWait(() => finish(undefined));
+      this.check ??= setInterval(() => this.recheck(), 100);
+      outgoing.push(port, encodeRequest(id, cmd));
     });
     if (result === undefined || !this.up(inc)) return undefined;
     if (!this.faults.reliable && chance(100)) return undefined;
     return result;
   }
 }
+
+/** A link's ends in this thread, shared by the Clerks made from it until the last one closes. */
+class LinkEnds {
+  readonly ends: ServerEnd[];
+  users = 0;
+  private readonly control: MessagePort;
+
+  constructor(link: ClientLink, faults: FaultState) {
+    const flags = new Int32Array(link.ends);
+    const byServer = new Map<number, ServerEnd>();
+    this.ends = link.order.map((server) => {
+      const e = new ServerEnd(server, faults, flags);
+      byServer.set(server, e);
+      return e;
+    });
+    this.control = link.control;
+    this.control.on('message', (u: EndUpdate) => byServer.get(u.server)?.attach(u));
+  }
+
+  close(): void {
+    this.control.close();
+    for (const e of this.ends) e.detach();
+  }
+}
+
+const linkEnds = new WeakMap<ClientLink, LinkEnds>();
 
 /**
  * A client of the key/value service. One operation at a time per clerk
@@ -131,22 +168,25 @@ export class Clerk {
   private seq = 0;
   private leader = 0;
   private readonly faults: FaultState;
+  private readonly shared: LinkEnds;
   private readonly ends: ServerEnd[];
-  private readonly control: MessagePort;
   private busy = false;
   private closed = false;
+  /** Abandons the call in flight, so that close() rejects it at once. */
+  private cancel: (() => void) | undefined;
 
+  /**
+   * Clerks made from the same link object share its channels (and its end
+   * switches): their requests to a server leave together, once per turn.
+   * Give each Clerk its own link where clients must be partitioned apart.
+   */
   constructor(link: ClientLink) {
     this.faults = new FaultState(link.n, link.faults);
-    const flags = new Int32Array(link.ends);
-    const byServer = new Map<number, ServerEnd>();
-    this.ends = link.order.map((server) => {
-      const e = new ServerEnd(server, this.faults, flags);
-      byServer.set(server, e);
-      return e;
-    });
-    this.control = link.control;
-    this.control.on('message', (u: EndUpdate) => byServer.get(u.server)?.attach(u));
+    let shared = linkEnds.get(link);
+    if (!shared) linkEnds.set(link, (shared = new LinkEnds(link, this.faults)));
+    shared.users++;
+    this.shared = shared;
+    this.ends = shared.ends;
   }
 
   /** The value of `key`, "" if it has none. */
@@ -164,9 +204,10 @@ export class Clerk {
 
   /** Stop: pending and later calls reject. */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
-    this.control.close();
-    for (const e of this.ends) e.detach();
+    this.cancel?.();
+    if (--this.shared.users === 0) this.shared.close();
   }
 
   private async run(op: { op: KvCommand['op']; key: string; value?: string }): Promise<KvResult> {
@@ -177,7 +218,9 @@ export class Clerk {
       for (let tried = 0; ; tried++) {
         if (this.closed) throw new Error('the Clerk is closed');
         if (this.faults.shutdown) throw new ClusterClosedError(`kv ${op.op}`);
-        const r = await this.ends[this.leader]!.call(cmd);
+        const r = await this.ends[this.leader]!.call(cmd, (cancel) => (this.cancel = cancel));
+        this.cancel = undefined;
+        if (this.closed) throw new Error('the Clerk is closed');
         if (r && (r.err === 'OK' || r.err === 'ErrNoKey')) return r;
         if (r && (r.err === 'ErrBadRequest' || r.err === 'ErrTooLarge')) throw new KvRequestError(r.err, r.detail ?? '');
         this.leader = (this.leader + 1) % this.ends.length;

@@ -6,6 +6,7 @@ import type { KvCommand, KvErr, KvOpName, KvResult } from './state-machine.js';
  *  - a log entry:     [op, key, value, clientId, seq]
  *  - a request:       [requestId, op, key, value, clientId, seq]
  *  - a reply:         [requestId, err, value, detail?]
+ * Requests and replies travel in batches: the values concatenated.
  * op is 0 Get, 1 Put, 2 Append (the lab's numbering).
  */
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -54,27 +55,44 @@ export function encodeRequest(id: number, c: KvCommand): Uint8Array {
   return pack([id, opCode(c.op), c.key, c.value ?? '', c.clientId, c.seq]);
 }
 
+/** The msgpack values concatenated in `bytes` (one posted batch), or [] if they are not that. */
+function unpackAll(bytes: unknown): unknown[] {
+  if (!(bytes instanceof Uint8Array)) return [];
+  try {
+    return unpackr.unpackMultiple(bytes) as unknown[];
+  } catch {
+    return [];
+  }
+}
+
 /**
- * A request as the server receives it: its id and the raw fields for
- * parseCommand (so malformed requests get a reasoned refusal), or undefined
- * when not even an id can be read.
+ * The requests in one posted batch as the server receives them: each one's
+ * id and raw fields for parseCommand (so malformed requests get a reasoned
+ * refusal). A value without even an id is left out: there is no one to answer.
  */
-export function decodeRequest(bytes: unknown): { id: number; raw: unknown } | undefined {
-  const a = unpackArray(bytes);
-  if (!a || !Number.isSafeInteger(a[0])) return undefined;
-  const [id, code, key, value, clientId, seq] = a;
-  const op = typeof code === 'number' ? OPS[code] : undefined;
-  return { id: id as number, raw: { op: op ?? code, key, value: op === 'get' ? undefined : value, clientId, seq } };
+export function decodeRequests(bytes: unknown): { id: number; raw: unknown }[] {
+  const out: { id: number; raw: unknown }[] = [];
+  for (const a of unpackAll(bytes)) {
+    if (!Array.isArray(a) || !Number.isSafeInteger(a[0])) continue;
+    const [id, code, key, value, clientId, seq] = a as unknown[];
+    const op = typeof code === 'number' ? OPS[code] : undefined;
+    out.push({ id: id as number, raw: { op: op ?? code, key, value: op === 'get' ? undefined : value, clientId, seq } });
+  }
+  return out;
 }
 
 export function encodeReply(id: number, r: KvResult): Uint8Array {
   return pack(r.detail === undefined ? [id, r.err, r.value] : [id, r.err, r.value, r.detail]);
 }
 
-export function decodeReply(bytes: unknown): { id: number; result: KvResult } | undefined {
-  const a = unpackArray(bytes);
-  if (!a || !Number.isSafeInteger(a[0]) || typeof a[1] !== 'string' || typeof a[2] !== 'string') return undefined;
-  const result: KvResult = { err: a[1] as KvErr, value: a[2] };
-  if (typeof a[3] === 'string') result.detail = a[3];
-  return { id: a[0] as number, result };
+/** The replies in one posted batch; malformed values are left out. */
+export function decodeReplies(bytes: unknown): { id: number; result: KvResult }[] {
+  const out: { id: number; result: KvResult }[] = [];
+  for (const a of unpackAll(bytes)) {
+    if (!Array.isArray(a) || !Number.isSafeInteger(a[0]) || typeof a[1] !== 'string' || typeof a[2] !== 'string') continue;
+    const result: KvResult = { err: a[1] as KvErr, value: a[2] };
+    if (typeof a[3] === 'string') result.detail = a[3];
+    out.push({ id: a[0] as number, result });
+  }
+  return out;
 }

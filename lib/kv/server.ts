@@ -1,4 +1,4 @@
-import { decodeCommand, decodeRequest, encodeCommand, encodeReply } from './protocol.js';
+import { decodeCommand, decodeRequests, encodeCommand, encodeReply } from './protocol.js';
 import { KvStateMachine, isCommand, parseCommand, type KvResult } from './state-machine.js';
 
 /** What the key/value server needs from the Raft peer it sits on. */
@@ -51,18 +51,20 @@ export class KvServer {
     this.timeoutMs = opts.requestTimeoutMs ?? 1000;
   }
 
-  /** A request from a clerk; `reply` sends the answer back over the same channel. */
+  /** A batch of requests from clerks; `reply` sends each answer back over the same channel. */
   handle(bytes: unknown, reply: (bytes: Uint8Array) => void): void {
-    const req = decodeRequest(bytes);
-    if (!req) return; // not even an id to answer to
-    const cmd = parseCommand(req.raw);
+    for (const req of decodeRequests(bytes)) this.handleOne(req.id, req.raw, reply);
+  }
+
+  private handleOne(id: number, raw: unknown, reply: (bytes: Uint8Array) => void): void {
+    const cmd = parseCommand(raw);
     if (!isCommand(cmd)) {
-      reply(encodeReply(req.id, cmd));
+      reply(encodeReply(id, cmd));
       return;
     }
     const placed = this.raft.propose(encodeCommand(cmd));
     if (!placed) {
-      reply(encodeReply(req.id, WRONG_LEADER));
+      reply(encodeReply(id, WRONG_LEADER));
       return;
     }
     if (placed.term !== this.pendingTerm) this.failAll();
@@ -74,7 +76,7 @@ export class KvServer {
       term: placed.term,
       clientId: cmd.clientId,
       seq: cmd.seq,
-      answer: (r) => reply(encodeReply(req.id, r)),
+      answer: (r) => reply(encodeReply(id, r)),
       timer: setTimeout(() => {
         if (this.pending.get(placed.index) === p) this.fail(placed.index, p);
       }, this.timeoutMs),

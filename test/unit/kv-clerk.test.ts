@@ -73,3 +73,41 @@ t.test('bad input: clear refusals, no crashed peer; a closed cluster rejects', a
   t.throws(() => c.openClient(), ClusterClosedError);
   ck.close();
 });
+
+t.test('Clerks sharing one link: concurrent calls each get their own answer, exactly once; closing one rejects only its call', async (t) => {
+  const c = new Cluster({ peers: 3, kv: {} });
+  t.teardown(() => c.close());
+  for (let i = 0; i < 3; i++) await c.start(i);
+  c.connectAll();
+  t.throws(() => c.clerks(0), OptionError, 'a count below one is refused');
+  const clerks = c.clerks(32);
+  t.equal(new Set(clerks.map((ck) => ck.clientId)).size, 32, 'every Clerk is its own client');
+  // Three rounds of 32 concurrent Appends, each to the clerk's own key and to one shared key.
+  for (let round = 0; round < 3; round++) {
+    await Promise.all(clerks.map((ck, k) => ck.append(`own-${k}`, `${round};`)));
+    await Promise.all(clerks.map((ck, k) => ck.append('all', `${k}.${round};`)));
+  }
+  const reads = await Promise.all(clerks.map((ck, k) => ck.get(`own-${k}`)));
+  t.ok(reads.every((v) => v === '0;1;2;'), 'each Clerk reads back exactly its own Appends, in order');
+  const all = (await clerks[0]!.get('all')).split(';').filter(Boolean);
+  t.equal(all.length, 96, 'every Append to the shared key applied once');
+  t.equal(new Set(all).size, 96, 'none twice');
+
+  // A crashed leader and its followers: the next leader's Clerks must fail over together.
+  await c.crash(await leaderOf(c));
+  await Promise.all(clerks.map((ck, k) => ck.put(`own-${k}`, 'after')));
+  t.ok((await Promise.all(clerks.map((ck, k) => ck.get(`own-${k}`)))).every((v) => v === 'after'), 'all served by the next leader');
+
+  // Close one Clerk while its call cannot be served (the link's ends are all
+  // off; clerks() opened this cluster's first client, id 1): only it rejects.
+  c.setClientEnds(1, [0, 1, 2], false);
+  const pending = clerks[0]!.get('own-0');
+  const other = clerks[1]!.get('own-1');
+  await new Promise((r) => setTimeout(r, 50));
+  clerks[0]!.close();
+  await t.rejects(pending, /closed/, 'the closed Clerk\'s call rejects');
+  c.setClientEnds(1, [0, 1, 2], true);
+  t.equal(await other, 'after', 'the other Clerk on the link still gets its answer');
+  await t.rejects(clerks[0]!.get('x'), /closed/, 'and later calls on the closed one reject');
+  for (const ck of clerks.slice(1)) ck.close();
+});
