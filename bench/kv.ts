@@ -54,7 +54,7 @@ async function leaderOf(c: Cluster): Promise<number> {
 }
 
 async function throughput(c: Cluster, clients: number): Promise<Row> {
-  const clerks: Clerk[] = Array.from({ length: clients }, () => c.clerk());
+  const clerks: Clerk[] = c.clerks(clients);
   await clerks[0]!.get('warm-up');
   const latencies: number[] = [];
   let stop = false;
@@ -106,7 +106,7 @@ async function restart(c: Cluster): Promise<{ serveAgainMs: number; catchUpMs: n
 async function memory(c: Cluster): Promise<{ puts: number; seconds: number; peakRssMiB: number }> {
   const total = 1_000_000;
   const clients = 64;
-  const clerks = Array.from({ length: clients }, () => c.clerk());
+  const clerks = c.clerks(clients);
   let next = 0;
   const t0 = performance.now();
   const progress = setInterval(() => process.stderr.write(`\r  memory: ${next} / ${total} puts, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`), 1000);
@@ -150,7 +150,7 @@ function memoryInChild(): Promise<{ puts: number; seconds: number; peakRssMiB: n
   });
 }
 
-console.log(`Key/value benchmark: ${PEERS} peers in worker threads, SQLite with fsync, 64-byte values, Clerks in the main thread, ${SECONDS} s per row`);
+console.log(`Key/value benchmark: ${PEERS} peers in worker threads, SQLite with fsync, 64-byte values, Clerks in the main thread sharing one channel per server, ${SECONDS} s per row`);
 const rows: Row[] = [];
 for (const n of CONCURRENCY) rows.push(await withCluster((c) => throughput(c, n)));
 console.log('| clients | puts | puts/s | p50 ms | p99 ms |');

@@ -95,7 +95,7 @@ async function main(): Promise<number> {
     const expected: Map<string, string>[] = [];
     let phase = 0;
     let stop = false;
-    const clerks: Clerk[] = Array.from({ length: opts.clients }, () => cluster.clerk());
+    const clerks: Clerk[] = cluster.clerks(opts.clients);
 
     const record = async (client: number, op: KvOperation['input']['op'], key: string, value: string, ck: Clerk) => {
       const call = nowNs();
