@@ -49,9 +49,15 @@ function runFile(file) {
         failedNames.push(res.name);
       }
     });
+    let cpu;
+    let tail = '';
     child.stdout.on('data', (d) => {
       process.stdout.write(d);
       parser.write(d);
+      // A lab file reports its process's total CPU as its last line.
+      const text = tail + d.toString();
+      for (const m of text.matchAll(/^# process cpu ([\d.]+) s$/gm)) cpu = Number(m[1]);
+      tail = text.slice(text.lastIndexOf('\n') + 1);
     });
     const timer = setTimeout(() => {
       console.log(`# ${relative(root, file)}: killed after ${FILE_LIMIT_MS / 60000} minutes`);
@@ -65,7 +71,7 @@ function runFile(file) {
         fail++;
         failedNames.push(`${relative(root, file)} exited with ${signal ?? code}`);
       }
-      resolve({ file, pass, fail, failedNames, ms: Date.now() - started });
+      resolve({ file, pass, fail, failedNames, ms: Date.now() - started, cpu });
     });
   });
 }
@@ -74,13 +80,26 @@ let pass = 0;
 let fail = 0;
 const failures = [];
 const t0 = Date.now();
+const lab = { files: 0, ms: 0, cpu: 0, cpuKnown: true };
 for (const file of files) {
   console.log(`# ---- ${relative(root, file)}`);
   const r = await runFile(file);
   pass += r.pass;
   fail += r.fail;
   failures.push(...r.failedNames.map((n) => `${relative(root, file)}: ${n}`));
-  console.log(`# ${relative(root, file)}: ${r.pass} passed, ${r.fail} failed in ${(r.ms / 1000).toFixed(1)} s`);
+  const cpu = r.cpu === undefined ? '' : `, ${r.cpu.toFixed(1)} s CPU`;
+  console.log(`# ${relative(root, file)}: ${r.pass} passed, ${r.fail} failed in ${(r.ms / 1000).toFixed(1)} s${cpu}`);
+  if (file.includes('/raft/')) {
+    lab.files++;
+    lab.ms += r.ms;
+    if (r.cpu === undefined) lab.cpuKnown = false;
+    else lab.cpu += r.cpu;
+  }
+}
+if (lab.files > 0) {
+  // The Raft lab's budget (6 minutes real, 60 s CPU) is for these files together.
+  const cpu = lab.cpuKnown ? `${lab.cpu.toFixed(1)} s CPU` : 'CPU not reported by every file';
+  console.log(`# raft lab: ${lab.files} files in ${(lab.ms / 1000).toFixed(1)} s, ${cpu}`);
 }
 if (files.length === 0) {
   console.log('# no test files found (did the build run?)');

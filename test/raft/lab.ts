@@ -1,6 +1,14 @@
 import t from 'tap';
 import { Config } from '../../lib/testing/index.js';
 
+// The suite's CPU budget is for the whole run, so each lab file also reports
+// its process's total user+sys at exit: node and tap start-up, every peer
+// worker's boot and teardown, and the harness, not only the tests' bodies.
+process.on('exit', () => {
+  const cpu = process.cpuUsage();
+  process.stdout.write(`# process cpu ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s\n`);
+});
+
 export interface LabFlags {
   unreliable?: boolean;
   snapshot?: boolean;
@@ -13,18 +21,18 @@ export interface LabFlags {
  */
 export function labTest(description: string, n: number, flags: LabFlags, body: (cfg: Config) => Promise<void>): void {
   t.test(description, async (tt) => {
+    // CPU of the whole process, peer workers included, from make_config to cleanup.
+    const cpu0 = process.cpuUsage();
     const cfg = await Config.make(n, flags.unreliable ?? false, flags.snapshot ?? false, {
       log: (line) => tt.comment(line),
     });
     tt.comment(`seed ${cfg.seed}`);
-    const cpu0 = process.cpuUsage();
     await cfg.run(async () => {
       cfg.begin(description);
       await body(cfg);
       cfg.end();
     });
     const cpu = process.cpuUsage(cpu0);
-    // CPU of the whole process, peer workers included (the suite's budget is CPU time).
     tt.comment(`cpu ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s`);
     tt.pass('Passed');
   });
