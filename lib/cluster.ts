@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SqliteStorage } from '../storage/sqlite.js';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { ClusterClosedError, OptionError, PeerNotRunningError } from './errors.js';
@@ -112,7 +113,10 @@ function positiveInt(option: string, v: unknown, min = 1, max = Number.MAX_SAFE_
   return v;
 }
 
-const workerUrl = new URL('../workers/peer.js', import.meta.url);
+// The peer worker as one bundled CommonJS file (scripts/bundle-peer.mjs, run
+// by `npm run build`): a worker boots on every start, and one file loads far
+// faster than the module graph it is built from.
+const workerUrl = new URL('../workers/peer.cjs', import.meta.url);
 
 /**
  * A whole Raft cluster in this process: one worker thread per peer, wired
@@ -416,7 +420,15 @@ export class Cluster {
   }
 }
 
+let workerChecked = false;
+
 function spawnPeerThread(): PeerThread {
+  if (!workerChecked) {
+    if (!existsSync(workerUrl)) {
+      throw new Error(`the peer worker bundle ${fileURLToPath(workerUrl)} is missing: run \`npm run build\``);
+    }
+    workerChecked = true;
+  }
   const worker = new Worker(workerUrl, {
     execArgv: workerExecArgv(),
     // Peer traffic carries no strings, so msgpackr's native string decoder

@@ -118,7 +118,12 @@ export class Config {
   static async make(n: number, unreliable: boolean, snapshot: boolean, opts: ConfigOptions = {}): Promise<Config> {
     const cfg = new Config(n, unreliable, snapshot, opts);
     try {
-      for (let i = 0; i < n; i++) await cfg.start1(i);
+      // The peers boot side by side (each start wires itself to the peers
+      // already placed, so the order does not matter); every start settles
+      // before a failure is reported, so none outlives the cleanup.
+      const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => cfg.start1(i)));
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
       for (let i = 0; i < n; i++) cfg.connect(i);
     } catch (e) {
       await cfg.cluster.close();
