@@ -92,6 +92,8 @@ interface PeerThread {
   worker: Worker;
   exited: Promise<void>;
   dead: boolean;
+  /** Calls in flight, failed at once if the worker exits (one entry per call, removed when it settles). */
+  onExit: Set<() => void>;
   /** Why the worker died, if it died of an error. */
   error?: Error;
   onError?: (err: Error) => void;
@@ -375,10 +377,15 @@ export class Cluster {
     this.checkPeer(what, i);
     const slot = this.slots[i];
     if (!slot) throw new PeerNotRunningError(i, what);
-    const died = slot.thread.exited.then(() => {
-      throw new PeerNotRunningError(i, what);
+    const thread = slot.thread;
+    if (thread.dead) throw new PeerNotRunningError(i, what);
+    // Not a race against `exited`: that would leave one reaction per call on a
+    // promise that lives as long as the worker.
+    return new Promise<T>((resolve, reject) => {
+      const onExit = (): void => reject(new PeerNotRunningError(i, what));
+      thread.onExit.add(onExit);
+      fn(slot.api).then(resolve, reject).finally(() => thread.onExit.delete(onExit));
     });
-    return Promise.race([fn(slot.api), died]);
   }
 
   /** Propose a command (any msgpack-encodable value) on peer i. */
@@ -435,8 +442,17 @@ function spawnPeerThread(): PeerThread {
     // would only add its load time (about 10 ms of CPU) to every peer start.
     env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
   });
-  const thread: PeerThread = { worker, dead: false, exited: new Promise((resolve) => worker.once('exit', () => resolve())) };
-  void thread.exited.then(() => (thread.dead = true));
+  const thread: PeerThread = {
+    worker,
+    dead: false,
+    onExit: new Set(),
+    exited: new Promise((resolve) => worker.once('exit', () => resolve())),
+  };
+  void thread.exited.then(() => {
+    thread.dead = true;
+    for (const f of thread.onExit) f();
+    thread.onExit.clear();
+  });
   worker.on('error', (err) => {
     thread.error = err;
     thread.onError?.(err);
