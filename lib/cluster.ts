@@ -115,10 +115,12 @@ function positiveInt(option: string, v: unknown, min = 1, max = Number.MAX_SAFE_
   return v;
 }
 
-// The peer worker as one bundled CommonJS file (scripts/bundle-peer.mjs, run
-// by `npm run build`): a worker boots on every start, and one file loads far
-// faster than the module graph it is built from.
-const workerUrl = new URL('../workers/peer.cjs', import.meta.url);
+// The peer worker as one bundled CommonJS file, started through a small
+// entry point that runs it from a V8 code cache (scripts/bundle-peer.mjs and
+// scripts/peer-boot.cjs, run by `npm run build`): a worker boots on every
+// start, and one cached file loads far faster than the module graph it is
+// built from.
+const workerUrl = new URL('../workers/peer-boot.cjs', import.meta.url);
 
 /**
  * A whole Raft cluster in this process: one worker thread per peer, wired
@@ -432,7 +434,7 @@ let workerChecked = false;
 function spawnPeerThread(): PeerThread {
   if (!workerChecked) {
     if (!existsSync(workerUrl)) {
-      throw new Error(`the peer worker bundle ${fileURLToPath(workerUrl)} is missing: run \`npm run build\``);
+      throw new Error(`the peer worker's entry point ${fileURLToPath(workerUrl)} is missing: run \`npm run build\``);
     }
     workerChecked = true;
   }

@@ -5,9 +5,14 @@
 // some thirty ES modules one by one (resolve, read, link, plus the ES module
 // loader's own start-up in each thread) cost about half of a peer's start-up
 // CPU; one CommonJS file loads in a few milliseconds.
-// better-sqlite3 stays outside: it finds its native addon relative to its
-// own package directory.
+// better-sqlite3's JavaScript is bundled too; its native addon is loaded by
+// path (storage/sqlite.ts resolves it from `import.meta.url`, which the
+// bundle defines as its own file's URL).
+// Its entry point, dist/workers/peer-boot.cjs (from scripts/peer-boot.cjs),
+// runs the bundle from a V8 code cache named after the bundle's hash.
 import { build } from 'esbuild';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -20,10 +25,19 @@ try {
     platform: 'node',
     format: 'cjs',
     target: 'node20',
-    external: ['better-sqlite3', 'msgpackr-extract'],
+    external: ['msgpackr-extract'],
+    banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+    define: { 'import.meta.url': '__bundleUrl' },
     sourcemap: true,
     logLevel: 'warning',
   });
+  const out = `${root}dist/workers/`;
+  const hash = createHash('sha256').update(readFileSync(`${out}peer.cjs`)).digest('hex').slice(0, 16);
+  // Caches of earlier bundles can never be used again.
+  for (const f of readdirSync(out)) if (/^peer\.[0-9a-f]+\.cache$/.test(f)) rmSync(`${out}${f}`, { force: true });
+  const boot = readFileSync(`${root}scripts/peer-boot.cjs`, 'utf8');
+  if (!boot.includes('__BUNDLE_HASH__')) throw new Error('scripts/peer-boot.cjs lost its __BUNDLE_HASH__ placeholder');
+  writeFileSync(`${out}peer-boot.cjs`, boot.replace('__BUNDLE_HASH__', hash));
 } catch (e) {
   console.error(`bundle-peer: could not bundle the peer worker: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);

@@ -1,7 +1,27 @@
 import Database from 'better-sqlite3';
 import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Entry, InitialState, Ready, Snapshot } from '../lib/raft/types.js';
 import type { Storage } from './storage.js';
+
+let addonPath: string | null | undefined;
+
+/**
+ * Where better-sqlite3's native addon is, found once per thread. Left to
+ * itself, better-sqlite3 looks for it with the `bindings` package, which
+ * probes a dozen candidate paths on every worker start. Where the addon is
+ * not at the usual place, better-sqlite3 is left to search.
+ */
+function nativeBinding(): { nativeBinding?: string } {
+  if (addonPath === undefined) {
+    try {
+      addonPath = createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node');
+    } catch {
+      addonPath = null;
+    }
+  }
+  return addonPath ? { nativeBinding: addonPath } : {};
+}
 
 /** The schema this code writes and reads (PRAGMA user_version). */
 export const SCHEMA_VERSION = 1;
@@ -52,7 +72,7 @@ function binSize(n: number): number {
 function openChecked(file: string, readonly: boolean): Database.Database {
   let db: Database.Database;
   try {
-    db = new Database(file, { readonly, fileMustExist: true });
+    db = new Database(file, { readonly, fileMustExist: true, ...nativeBinding() });
   } catch (e) {
     throw new StorageError('corrupt', file, `cannot be opened as a database: ${(e as Error).message}`);
   }
@@ -121,7 +141,7 @@ export class SqliteStorage implements Storage {
     this.file = file;
     const fresh = !existsSync(file) || statSync(file).size === 0;
     if (fresh) {
-      this.db = new Database(file);
+      this.db = new Database(file, nativeBinding());
       this.db.pragma('journal_mode = WAL');
       this.db.transaction(() => {
         this.db.exec(SCHEMA);
