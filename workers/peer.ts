@@ -14,7 +14,8 @@ import { MemoryStorage, type Storage } from '../storage/storage.js';
  * The peer actor: one Raft core in its own worker thread. Every input (a
  * mailbox batch, a tick, a proposal) only feeds the core and schedules one
  * drain for the end of the turn; the drain persists, sends, applies and
- * advances, so a turn's proposals share one write and one message per peer.
+ * advances, so a turn's proposals share one write and one message per peer
+ * (a leader's requests go out just before the write, the rest after it).
  */
 function runPeer(wd: PeerWorkerData): void {
   const faults = new FaultState(wd.n, wd.faults);
@@ -146,10 +147,16 @@ function runPeer(wd: PeerWorkerData): void {
     if (stopped) return;
     while (core.hasReady()) {
       const rd = core.ready();
+      // A leader's requests leave before its own write, so that the
+      // followers write while it does (they go out now, not at the end of the turn).
+      if (rd.earlyCount > 0) {
+        for (let i = 0; i < rd.earlyCount; i++) transport.send(rd.messages[i]!);
+        transport.flush();
+      }
       storage.save(rd);
       // Stored entries were replaced: count the log afresh.
       if (rd.entries.length > 0 && rd.entries[0]!.index <= bytesStable) bytesSnapshot = -1;
-      for (const m of rd.messages) transport.send(m);
+      for (let i = rd.earlyCount; i < rd.messages.length; i++) transport.send(rd.messages[i]!);
       if (kv) {
         if (rd.applySnapshot) kv.applySnapshot(rd.applySnapshot.index, rd.applySnapshot.data);
         if (rd.committed.length > 0) kv.applyEntries(rd.committed);

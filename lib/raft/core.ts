@@ -72,6 +72,8 @@ export interface PlantedBugs {
   keepConflictingSuffix?: boolean;
   /** Never hand a vote to storage: it is lost on restart. */
   forgetVote?: boolean;
+  /** Let every message leave before the Ready is written, votes and responses too. */
+  everythingEarly?: boolean;
 }
 
 export interface CoreStatus {
@@ -331,10 +333,12 @@ export class RaftCore {
   ready(): Ready {
     this.flushBroadcast();
     const hardChanged = this.term !== this.persistedHard.term || this.vote !== this.persistedHard.vote;
+    const { messages, earlyCount } = this.orderForPersist(this.msgs, hardChanged);
     const rd: Ready = {
       entries: this.log.slice(this.log.stableIndex + 1, this.persistLimit()),
       lastIndex: this.log.lastIndex(),
-      messages: this.msgs,
+      messages,
+      earlyCount,
       committed: this.log.slice(this.log.appliedIndex + 1, this.log.commitIndex),
     };
     if (hardChanged) rd.hardState = { term: this.term, vote: this.bugs.forgetVote ? -1 : this.vote };
@@ -342,6 +346,22 @@ export class RaftCore {
     if (this.unappliedSnapshot) rd.applySnapshot = this.unappliedSnapshot;
     this.msgs = [];
     return rd;
+  }
+
+  /**
+   * A leader's requests first, counted as early: nothing in them depends on
+   * the leader's unwritten state (its term was written before it asked for
+   * votes). With a term or vote change in this Ready nothing goes early, and
+   * everything else (votes, responses) always waits for the write.
+   */
+  private orderForPersist(msgs: Message[], hardChanged: boolean): { messages: Message[]; earlyCount: number } {
+    if (this.bugs.everythingEarly) return { messages: msgs, earlyCount: msgs.length };
+    if (this.role !== Role.Leader || hardChanged) return { messages: msgs, earlyCount: 0 };
+    const early: Message[] = [];
+    const late: Message[] = [];
+    for (const m of msgs) (m.type === MessageType.Append || m.type === MessageType.Snapshot ? early : late).push(m);
+    if (late.length === 0) return { messages: msgs, earlyCount: msgs.length };
+    return { messages: early.concat(late), earlyCount: early.length };
   }
 
   advance(rd: Ready): void {

@@ -131,7 +131,15 @@ export interface Ready {
   entries: Entry[];
   /** The last log index once this Ready is applied; storage holds nothing beyond. */
   lastIndex: number;
+  /**
+   * Messages to send once this Ready is persisted, except the first
+   * `earlyCount`: a leader's AppendEntries and InstallSnapshot requests,
+   * which may leave before the leader's own write (thesis 10.2.1), so the
+   * followers' writes overlap it. The leader counts itself toward a commit
+   * only once advance() reports its entries stable.
+   */
   messages: Message[];
+  earlyCount: number;
   applySnapshot?: Snapshot;
   committed: Entry[];
 }

@@ -11,7 +11,7 @@ import type { PlantedBugs } from '../raft/core.js';
 import { runBatch, type BatchResult, type BatchTask } from './batch.js';
 import { simulate, type SimResult } from './simulator.js';
 
-const BUGS = ['voteWithoutLogCheck', 'commitPreviousTerm', 'keepConflictingSuffix', 'forgetVote'] as const;
+const BUGS = ['voteWithoutLogCheck', 'commitPreviousTerm', 'keepConflictingSuffix', 'forgetVote', 'everythingEarly'] as const;
 
 class UsageError extends Error {}
 

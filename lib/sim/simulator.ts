@@ -341,10 +341,12 @@ export class Simulation {
     const core = p.core!;
     while (core.hasReady()) {
       const rd = core.ready();
-      this.persist(p, rd);
       const crashAt = this.healed ? 'never' : this.crashPoint(p, core, rd);
+      for (let i = 0; i < rd.earlyCount; i++) this.send(rd.messages[i]!);
+      if (crashAt === 'early') return this.crash(p);
+      this.persist(p, rd);
       if (crashAt === 'persisted') return this.crash(p);
-      for (const m of rd.messages) this.send(m);
+      for (let i = rd.earlyCount; i < rd.messages.length; i++) this.send(rd.messages[i]!);
       if (rd.applySnapshot) {
         this.installs++;
         this.restore(p, rd.applySnapshot);
@@ -361,22 +363,23 @@ export class Simulation {
    * focusing): right after a term or vote reached the disk, before or after
    * the grant leaves; a leader dying with a proposal only on its own disk; a
    * leader dying just after it committed; above all a new leader dying at its
-   * first proposal or its first commit (the steps of Figure 8).
+   * first proposal or its first commit (the steps of Figure 8). 'early':
+   * after the messages allowed to precede the write left, before the write.
    */
-  private crashPoint(p: SimPeer, core: RaftCore, rd: Ready): 'never' | 'persisted' | 'sent' {
+  private crashPoint(p: SimPeer, core: RaftCore, rd: Ready): 'never' | 'early' | 'persisted' | 'sent' {
     const r = this.rng() / this.crashScale;
-    if (rd.hardState) return r < 0.05 ? 'persisted' : r < 0.15 ? 'sent' : 'never';
+    if (rd.hardState) return r < 0.05 ? 'persisted' : r < 0.15 ? 'sent' : r < 0.2 ? 'early' : 'never';
     if (!core.isLeader()) return 'never';
     const term = core.currentTerm();
     if (rd.entries.length > 0 && p.firstProposalTerm !== term) {
       p.firstProposalTerm = term;
-      return r < 0.2 ? 'persisted' : 'never';
+      return r < 0.2 ? 'persisted' : r < 0.3 ? 'early' : 'never';
     }
     if (rd.committed.length > 0 && p.firstCommitTerm !== term) {
       p.firstCommitTerm = term;
       return r < 0.4 ? 'sent' : 'never';
     }
-    if (rd.entries.length > 0) return r < 0.03 ? 'persisted' : r < 0.05 ? 'sent' : 'never';
+    if (rd.entries.length > 0) return r < 0.03 ? 'persisted' : r < 0.05 ? 'sent' : r < 0.07 ? 'early' : 'never';
     if (rd.committed.length > 0 && r < 0.05) return 'sent';
     return 'never';
   }

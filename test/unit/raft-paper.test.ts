@@ -1091,6 +1091,7 @@ t.test('Figure 2 persistence: the Ready carrying a granted vote also carries the
   t.equal(vr.length, 1);
   t.equal(vr[0]!.granted, true);
   t.same(rd.hardState, { term: 2, vote: 2 }, 'term and vote come in the same Ready, to persist before sending');
+  t.equal(rd.earlyCount, 0, 'and the grant may not leave before they are written');
   f.advance(rd);
   t.notOk(f.hasReady(), 'after advance nothing is pending');
 
@@ -1106,6 +1107,7 @@ t.test('Figure 2 persistence: the Ready carrying a granted vote also carries the
   const rd3 = makeCandidate(c);
   t.same(rd3.hardState, { term: 1, vote: 0 }, 'the self-vote travels with the RequestVotes');
   t.equal(ofType(rd3.messages, MessageType.Vote).length, 2);
+  t.equal(rd3.earlyCount, 0, 'which wait for the self-vote to be written');
 });
 
 t.test('Figure 2 persistence: entries appended by a follower are in Ready.entries of the Ready holding the AppendResponse', async (t) => {
@@ -1125,6 +1127,7 @@ t.test('Figure 2 persistence: entries appended by a follower are in Ready.entrie
     'the appended entries are to be persisted before the acknowledgement goes out',
   );
   t.same(rd.hardState, { term: 2, vote: -1 }, 'so is the new term');
+  t.equal(rd.earlyCount, 0, 'a follower sends nothing before its write');
   t.same(rd.committed.map((e) => e.index), [1], 'commit index 1 learned, entry 1 handed out');
   f.advance(rd);
   t.notOk(f.hasReady(), 'nothing pending after advance');
@@ -1132,6 +1135,37 @@ t.test('Figure 2 persistence: entries appended by a follower are in Ready.entrie
   const rd2 = take(f);
   t.same(rd2.entries, [], 'a heartbeat persists nothing');
   t.same(rd2.committed.map((e) => e.index), [2, 3], 'later commits are handed out once');
+});
+
+t.test("Thesis 10.2.1: a leader's AppendEntries may leave before its own write, but the leader counts itself toward a commit only once written", async (t) => {
+  const l = newCore(0, 3);
+  makeLeader(l);
+  // Both followers answer the first AppendEntries, so the leader streams to them.
+  for (const p of [1, 2]) l.step(appendResp(p, 0, l.currentTerm(), true, l.log.lastIndex()));
+  take(l);
+  const at = l.propose(enc.encode('x'))!;
+  // A stale candidate's request makes the leader answer too: that answer must wait.
+  l.step(voteReq(2, 0, l.currentTerm() - 1, 0, 0));
+  const rd = l.ready();
+  t.same(rd.entries.map((e) => e.index), [at.index], 'the new entry is to be written');
+  t.equal(rd.earlyCount, 2, 'both AppendEntries may go before the write');
+  t.same(rd.messages.slice(0, rd.earlyCount).map((m) => [m.type, m.to]), [
+    [MessageType.Append, 1],
+    [MessageType.Append, 2],
+  ]);
+  t.same(rd.messages.slice(rd.earlyCount).map((m) => m.type), [MessageType.VoteResponse], "the stale candidate's answer waits for the write");
+  l.step(appendResp(1, 0, l.currentTerm(), true, at.index));
+  t.ok(l.status().commitIndex < at.index, "one follower's copy is not a majority while the leader's own is unwritten");
+  l.advance(rd);
+  t.equal(l.status().commitIndex, at.index, 'once written, the leader and that follower commit it');
+
+  const c = newCore(1, 3);
+  makeCandidate(c);
+  c.step(voteResp(0, 1, c.currentTerm(), true));
+  t.ok(c.isLeader(), 'a new leader');
+  const first = c.ready();
+  t.equal(first.earlyCount, ofType(first.messages, MessageType.Append).length, "its first AppendEntries may go early: its term was written with its self-vote");
+  t.ok(first.earlyCount > 0);
 });
 
 // ---- heartbeats -----------------------------------------------------------------

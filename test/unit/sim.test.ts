@@ -36,6 +36,7 @@ const planted: [string, PlantedBugs, RegExp][] = [
   ['committing a previous-term entry by counting replicas', { commitPreviousTerm: true }, /leader completeness|state machine safety/],
   ['not truncating a conflicting suffix', { keepConflictingSuffix: true }, /log matching|state machine safety|leader completeness/],
   ['forgetting to persist the vote', { forgetVote: true }, /election safety|leader completeness|state machine safety/],
+  ['sending votes and responses before they are written', { everythingEarly: true }, /election safety|leader completeness|state machine safety/],
 ];
 
 // Each bug is hunted under both election modes: plain Figure 2 and pre-vote.
