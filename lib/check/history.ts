@@ -19,8 +19,10 @@ export interface Model<S, I, O> {
   /** Split a history into independent sub-histories (default: one). */
   partition?(history: Operation<I, O>[]): Operation<I, O>[][];
   /**
-   * A primitive equal for equal states and different for different ones
-   * (default: the state itself, right for primitive states).
+   * A primitive that differs for different states (default: the state
+   * itself, right for primitive states). Equal states should share it: the
+   * search skips a (set of operations, key) pair it has seen, so a state
+   * with two keys may be searched twice, never wrongly skipped.
    */
   key?(state: S): unknown;
   describe?(op: Operation<I, O>): string;

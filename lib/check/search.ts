@@ -63,22 +63,13 @@ export function searchLinearization<S, I, O>(
 
   const words = (n + 31) >>> 5;
   const bits = new Uint32Array(words);
-  // MurmurHash3's mixing: the sets met in one search differ in few bits,
-  // and a weak hash piles them into a few long buckets.
-  const hashBits = () => {
-    let h = words;
-    for (let w = 0; w < words; w++) {
-      let k = Math.imul(bits[w]!, 0xcc9e2d51);
-      k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
-      h ^= k;
-      h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
-    }
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    return h ^ (h >>> 16);
-  };
+  // Zobrist hashing: each operation owns a random 32-bit word and the set's
+  // hash is the XOR of its members' words, kept up to date as operations go
+  // in and out (O(1) a step, where hashing the whole set costs n/32).
+  // Equal hashes are still compared bit by bit, so a collision costs time only.
+  const zobrist = new Int32Array(n);
+  for (let i = 0; i < n; i++) zobrist[i] = mix32(i + 1);
+  let setHash = 0;
   const sameBits = (a: Uint32Array) => {
     for (let w = 0; w < words; w++) if (a[w] !== bits[w]) return false;
     return true;
@@ -91,9 +82,8 @@ export function searchLinearization<S, I, O>(
     const k = keyOf(state);
     let byBits = seen.get(k);
     if (!byBits) seen.set(k, (byBits = new Map()));
-    const h = hashBits();
-    let bucket = byBits.get(h);
-    if (!bucket) byBits.set(h, (bucket = []));
+    let bucket = byBits.get(setHash);
+    if (!bucket) byBits.set(setHash, (bucket = []));
     for (const b of bucket) if (sameBits(b)) return false;
     bucket.push(bits.slice());
     return true;
@@ -112,6 +102,7 @@ export function searchLinearization<S, I, O>(
       const [legal, after] = model.step(state, o.input, o.output);
       if (legal) {
         bits[op >>> 5]! |= 1 << (op & 31);
+        setHash ^= zobrist[op]!;
         if (remember(after)) {
           stackNode.push(entry);
           stackState.push(state);
@@ -122,6 +113,7 @@ export function searchLinearization<S, I, O>(
           continue;
         }
         bits[op >>> 5]! &= ~(1 << (op & 31));
+        setHash ^= zobrist[op]!;
       }
       entry = next[entry]!;
     } else {
@@ -130,10 +122,18 @@ export function searchLinearization<S, I, O>(
       state = stackState.pop()!;
       const op = opOf[node]!;
       bits[op >>> 5]! &= ~(1 << (op & 31));
+      setHash ^= zobrist[op]!;
       relink(retNode[op]!);
       relink(node);
       entry = next[node]!;
     }
   }
   return 'ok';
+}
+
+/** MurmurHash3's finalizer: spreads consecutive integers over all 32 bits. */
+function mix32(x: number): number {
+  let h = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }
