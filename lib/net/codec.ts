@@ -37,14 +37,20 @@ export function encodeFrame(f: Frame): Uint8Array {
         flat[2 * k] = m.entries[k]!.term;
         flat[2 * k + 1] = m.entries[k]!.data;
       }
-      return packr.pack([...head, m.prevLogIndex, m.prevLogTerm, m.commit, flat]);
+      return packr.pack([...head, m.prevLogIndex, m.prevLogTerm, m.commit, flat, m.seq ?? 0]);
     }
     case MessageType.AppendResponse:
-      return packr.pack([...head, m.success, m.index, m.hintTerm, m.hintIndex]);
+      return packr.pack([...head, m.success, m.index, m.hintTerm, m.hintIndex, m.seq ?? 0]);
     case MessageType.Snapshot:
       return packr.pack([...head, m.snapshot.index, m.snapshot.term, m.snapshot.data]);
     case MessageType.SnapshotResponse:
       return packr.pack([...head, m.index]);
+    case MessageType.ReadIndex:
+      return packr.pack([...head, m.ctx, m.lease]);
+    case MessageType.ReadIndexResponse:
+      return packr.pack([...head, m.ctx, m.index]);
+    case MessageType.TimeoutNow:
+      return packr.pack(head);
   }
 }
 
@@ -91,7 +97,7 @@ export function decodeFrame(raw: unknown): Frame {
       for (let k = 0; k < entries.length; k++) {
         entries[k] = { index: prevLogIndex + 1 + k, term: int(flat[2 * k], 'entry term'), data: bytes(flat[2 * k + 1], 'entry data') };
       }
-      msg = { type, term, from, to, prevLogIndex, prevLogTerm, commit, entries };
+      msg = { type, term, from, to, prevLogIndex, prevLogTerm, commit, entries, seq: int(raw[10], 'seq') };
       break;
     }
     case MessageType.AppendResponse:
@@ -104,6 +110,7 @@ export function decodeFrame(raw: unknown): Frame {
         index: int(raw[7], 'index'),
         hintTerm: int(raw[8], 'hintTerm'),
         hintIndex: int(raw[9], 'hintIndex'),
+        seq: int(raw[10], 'seq'),
       };
       break;
     case MessageType.Snapshot:
@@ -117,6 +124,15 @@ export function decodeFrame(raw: unknown): Frame {
       break;
     case MessageType.SnapshotResponse:
       msg = { type, term, from, to, index: int(raw[6], 'index') };
+      break;
+    case MessageType.ReadIndex:
+      msg = { type, term, from, to, ctx: int(raw[6], 'ctx'), lease: bool(raw[7], 'lease') };
+      break;
+    case MessageType.ReadIndexResponse:
+      msg = { type, term, from, to, ctx: int(raw[6], 'ctx'), index: int(raw[7], 'index') };
+      break;
+    case MessageType.TimeoutNow:
+      msg = { type, term, from, to };
       break;
     default:
       throw new DecodeError(`unknown message type ${String(type)}`);

@@ -13,6 +13,8 @@ import {
   type InitialState,
   type Message,
   type PeerId,
+  type ReadIndexRequest,
+  type ReadState,
   type Ready,
   type Snapshot,
   type SnapshotRequest,
@@ -57,6 +59,27 @@ export interface CoreOptions {
    */
   refuseWithoutQuorum?: boolean;
   /**
+   * Lease reads (thesis 6.4.1; default false). A leader that a majority
+   * acknowledged within the last minimum election timeout, less
+   * `leaseMarginTicks`, answers a lease read at its commit index without a
+   * round of messages: with pre-vote, no other peer can win an election in
+   * that time, because a peer that heard from a leader within a minimum
+   * election timeout refuses pre-votes. Two rules make that hold, and this
+   * option turns them on: a peer that has just started refuses pre-votes for
+   * its first minimum election timeout (it may have heard from a leader just
+   * before it went down), and a leader that began a leadership transfer holds
+   * no lease for the rest of its term (the transfer skips pre-vote). Without
+   * pre-vote a lease read is an ordinary ReadIndex read.
+   */
+  leaseReads?: boolean;
+  /**
+   * The clock-drift margin taken off a lease, in ticks (default: a tenth of
+   * electionTicks, at least 1). Peers in one process share one clock; between
+   * machines, set it to cover how far their clocks' rates may differ over a
+   * minimum election timeout.
+   */
+  leaseMarginTicks?: number;
+  /**
    * Test-only: deliberately broken rules, so the simulator can prove it
    * catches them. Never set outside tests.
    */
@@ -74,6 +97,12 @@ export interface PlantedBugs {
   forgetVote?: boolean;
   /** Let every message leave before the Ready is written, votes and responses too. */
   everythingEarly?: boolean;
+  /** Answer a ReadIndex read at once, without the round that confirms this peer still leads. */
+  readWithoutRound?: boolean;
+  /** Tell a transfer's target to campaign before it holds the leader's whole log. */
+  transferWithoutCatchUp?: boolean;
+  /** Hold a lease for ever once a majority answered a round: lease reads with no clock bound. */
+  leaseWithoutExpiry?: boolean;
 }
 
 export interface CoreStatus {
@@ -86,7 +115,22 @@ export interface CoreStatus {
   appliedIndex: number;
   lastIndex: number;
   snapshotIndex: number;
+  /** The peer a leadership transfer in progress hands over to, or -1. */
+  transferee: PeerId;
 }
+
+/** A read waiting for its round; `from` is -1 for this peer's own read. */
+interface PendingRead {
+  ctx: number;
+  from: PeerId;
+  index: number;
+  seq: number;
+}
+
+/** Round start ticks kept for the lease; older ones go (bounds the list while no quorum answers). */
+const MAX_ROUND_STARTS = 64;
+/** The empty entry a leader appends when a read needs a commit in its term (hosts do not apply it). */
+const NOOP = new Uint8Array(0);
 
 /** Heartbeat rounds without an answer to an InstallSnapshot before it is sent again. */
 const SNAPSHOT_RETRY_ROUNDS = 3;
@@ -143,6 +187,8 @@ export class RaftCore {
   private votes = new Set<PeerId>();
   /** Peers that answered this campaign's pre-votes or votes: the ones known to be up. */
   private responders = new Set<PeerId>();
+  /** This campaign skipped pre-vote (a transfer's): nothing is known of who is up. */
+  private forcedCampaign = false;
   private progress: Progress[] = [];
   private needBroadcast = false;
   private msgs: Message[] = [];
@@ -151,6 +197,28 @@ export class RaftCore {
   private snapshot: Snapshot;
   private unpersistedSnapshot: Snapshot | undefined;
   private unappliedSnapshot: Snapshot | undefined;
+
+  // ---- reads (thesis 6.4) and leadership transfer (3.10) --------------------
+  private readonly leaseReads: boolean;
+  private readonly leaseMarginTicks: number;
+  /** Leader: its current round. Every AppendEntries carries it, every answer echoes it. */
+  private seq = 0;
+  /** Whether a message carrying `seq` has left (a new read needs a round no earlier message belongs to). */
+  private seqSent = false;
+  /** Leader: the tick each round began, oldest first (the lease counts from one). */
+  private roundStarts: { seq: number; at: number }[] = [];
+  /** Leader: reads waiting for a majority to echo their round, in round order. */
+  private pendingReads: PendingRead[] = [];
+  /** Leader: reads waiting for this term's first commit (until then its commit index may lag). */
+  private readsAwaitingCommit: { ctx: number; from: PeerId; lease: boolean }[] = [];
+  /** Followers that must be sent the current round (a read is waiting for it). */
+  private roundWanted = false;
+  private readStates: ReadState[] = [];
+  private transferee: PeerId = -1;
+  private transferElapsed = 0;
+  private timeoutNowSent = false;
+  /** This leader started a transfer in its term: a TimeoutNow may be in flight, so no lease. */
+  private transferredInTerm = false;
 
   constructor(opts: CoreOptions) {
     this.n = requireInt('peers', opts.peers, 1);
@@ -173,6 +241,9 @@ export class RaftCore {
     }
     this.refuseWithoutQuorum = opts.refuseWithoutQuorum ?? false;
     this.bugs = opts.bugs ?? {};
+    if (opts.leaseReads !== undefined && typeof opts.leaseReads !== 'boolean') throw new RaftOptionError('leaseReads', 'must be a boolean');
+    this.leaseReads = opts.leaseReads ?? false;
+    this.leaseMarginTicks = requireInt('leaseMarginTicks', opts.leaseMarginTicks ?? Math.max(1, Math.ceil(this.electionTicks / 10)), 0);
     this.retransmitTicks = Math.max(2, Math.floor(this.heartbeatTicks / 3));
 
     const init = opts.initial;
@@ -195,11 +266,17 @@ export class RaftCore {
       appliedIndex: this.log.appliedIndex,
       lastIndex: this.log.lastIndex(),
       snapshotIndex: this.log.snapshotIndex(),
+      transferee: this.transferee,
     };
   }
 
   isLeader(): boolean {
     return this.role === Role.Leader;
+  }
+
+  /** The leader this peer knows of (itself when it leads), -1 for none. */
+  leaderId(): PeerId {
+    return this.leader;
   }
 
   currentTerm(): number {
@@ -211,6 +288,8 @@ export class RaftCore {
   tick(): void {
     this.ticks++;
     if (this.role === Role.Leader) {
+      // A transfer that has not completed within an election timeout is given up (thesis 3.10).
+      if (this.transferee !== -1 && ++this.transferElapsed >= this.electionTicks) this.transferee = -1;
       this.retransmitLost();
       this.needBroadcast = true;
       this.heartbeatElapsed++;
@@ -238,6 +317,7 @@ export class RaftCore {
     if (this.role === Role.Leader) {
       let due = this.heartbeatTicks - this.heartbeatElapsed;
       if (this.holdsEntries()) return 1;
+      if (this.transferee !== -1) due = Math.min(due, this.electionTicks - this.transferElapsed);
       if (this.commitToPropagate()) due = Math.min(due, this.committedAt + COMMIT_NOTICE_TICKS - this.ticks);
       for (let p = 0; p < this.n; p++) {
         const at = p === this.id ? undefined : this.progress[p]!.oldestInflightAt();
@@ -250,7 +330,7 @@ export class RaftCore {
 
   /** Append a command if this peer leads; returns where it will sit if it commits. */
   propose(data: Uint8Array): { index: number; term: number } | undefined {
-    if (this.role !== Role.Leader) return undefined;
+    if (this.role !== Role.Leader || this.transferee !== -1) return undefined;
     if (this.refuseWithoutQuorum && this.ticksUntilQuorumLost() <= 0) return undefined;
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, data };
     this.log.append(entry);
@@ -260,6 +340,11 @@ export class RaftCore {
 
   step(m: Message): void {
     if (m.to !== this.id || m.from === this.id || m.from < 0 || m.from >= this.n) return;
+    if (m.type === MessageType.ReadIndexResponse) {
+      // Valid whatever the terms now: the leader confirmed it led after the read arrived.
+      this.readStates.push({ ctx: m.ctx, index: m.index });
+      return;
+    }
     // A pre-vote asks about a future term, and a granted one echoes it: neither moves our term.
     const aboutFutureTerm = (m.type === MessageType.Vote && m.pre) || (m.type === MessageType.VoteResponse && m.pre && m.granted);
     if (m.term > this.term && !aboutFutureTerm) {
@@ -288,7 +373,68 @@ export class RaftCore {
       case MessageType.SnapshotResponse:
         this.handleSnapshotResponse(m);
         break;
+      case MessageType.ReadIndex:
+        this.handleReadIndex(m);
+        break;
+      case MessageType.TimeoutNow:
+        // Only a follower of this term is handed leadership; anything else is stale.
+        if (this.role !== Role.Leader) this.campaign(true);
+        break;
     }
+  }
+
+  /**
+   * Place a linearizable read (thesis 6.4); the answer comes in a later
+   * Ready's readStates under `ctx`. On the leader, the read is placed at its
+   * commit index once a majority has echoed a round that began after the
+   * read arrived (so nobody else led meanwhile), and only once the leader
+   * has committed an entry of its own term (until then its commit index may
+   * lag what an earlier leader committed; if its log holds no entry of its
+   * term it appends an empty one, which hosts do not apply). With `lease`,
+   * a leader whose lease holds places it at once. A follower asks its leader.
+   * Returns false when no leader is known: no answer will come.
+   */
+  readIndex(ctx: number, lease = false): boolean {
+    if (!Number.isSafeInteger(ctx)) throw new RaftOptionError('ctx', `must be an integer, got ${String(ctx)}`);
+    if (this.role === Role.Leader) {
+      this.leaderRead(ctx, -1, lease);
+      return true;
+    }
+    if (this.role !== Role.Follower || this.leader === -1) return false;
+    this.send({ type: MessageType.ReadIndex, from: this.id, to: this.leader, term: this.term, ctx, lease });
+    return true;
+  }
+
+  /**
+   * Hand leadership to `to` (thesis 3.10): bring it up to date, then tell it
+   * to campaign at once (TimeoutNow). Proposals are refused meanwhile. The
+   * transfer is given up, and this leader carries on, if the target has not
+   * caught up within an election timeout, or has not won an election
+   * timeout after the TimeoutNow. Returns 'not-leader' when this peer does
+   * not lead.
+   */
+  transferLeadership(to: PeerId): 'not-leader' | undefined {
+    if (!Number.isSafeInteger(to) || to < 0 || to >= this.n) throw new RaftOptionError('to', `must be a peer in [0, ${this.n - 1}], got ${String(to)}`);
+    if (this.role !== Role.Leader) return 'not-leader';
+    if (to === this.id || to === this.transferee) return undefined;
+    this.transferee = to;
+    this.transferElapsed = 0;
+    this.timeoutNowSent = false;
+    this.transferredInTerm = true;
+    this.maybeSendTimeoutNow();
+    if (!this.timeoutNowSent && this.progress[to]!.canSend()) this.sendAppend(to);
+    return undefined;
+  }
+
+  private maybeSendTimeoutNow(): void {
+    if (this.transferee === -1 || this.timeoutNowSent) return;
+    if (!this.bugs.transferWithoutCatchUp && this.progress[this.transferee]!.match < this.log.lastIndex()) return;
+    this.send({ type: MessageType.TimeoutNow, from: this.id, to: this.transferee, term: this.term });
+    this.timeoutNowSent = true;
+    // The target gets a whole election timeout to win from here: giving up
+    // sooner would let this leader take proposals the target lacks while
+    // the TimeoutNow is still on its way.
+    this.transferElapsed = 0;
   }
 
   /**
@@ -320,6 +466,7 @@ export class RaftCore {
   hasReady(): boolean {
     this.flushBroadcast();
     return (
+      this.readStates.length > 0 ||
       this.term !== this.persistedHard.term ||
       this.vote !== this.persistedHard.vote ||
       this.log.stableIndex < this.persistLimit() ||
@@ -340,7 +487,9 @@ export class RaftCore {
       messages,
       earlyCount,
       committed: this.log.slice(this.log.appliedIndex + 1, this.log.commitIndex),
+      readStates: this.readStates,
     };
+    this.readStates = [];
     if (hardChanged) rd.hardState = { term: this.term, vote: this.bugs.forgetVote ? -1 : this.vote };
     if (this.unpersistedSnapshot) rd.snapshot = this.unpersistedSnapshot;
     if (this.unappliedSnapshot) rd.applySnapshot = this.unappliedSnapshot;
@@ -388,6 +537,7 @@ export class RaftCore {
   }
 
   private becomeFollower(term: number, leader: PeerId): void {
+    if (this.role === Role.Leader) this.dropLeaderState();
     if (term > this.term) {
       this.term = term;
       this.vote = -1;
@@ -400,7 +550,9 @@ export class RaftCore {
     this.resetElectionTimer();
   }
 
-  private campaign(): void {
+  /** `force`: a transfer's target, which asks every peer (no pre-vote round came first). */
+  private campaign(force = false): void {
+    this.forcedCampaign = force;
     this.term++;
     this.vote = this.id;
     this.role = Role.Candidate;
@@ -415,7 +567,7 @@ export class RaftCore {
     // late answer brings its own request): the silent ones are down or cut
     // off, and asking them again would only cost a message each.
     for (let p = 0; p < this.n; p++) {
-      if (p !== this.id && (!this.preVote || this.responders.has(p))) this.requestVote(p, this.term, false);
+      if (p !== this.id && (force || !this.preVote || this.responders.has(p))) this.requestVote(p, this.term, false);
     }
   }
 
@@ -443,7 +595,11 @@ export class RaftCore {
     if (m.pre) {
       // Leader stickiness: while a leader is heard from (or the candidate we
       // just voted for may be winning), nobody needs a new one.
-      const leaderHeard = this.leader !== -1 && this.electionElapsed < this.electionTicks;
+      // With lease reads, a peer just started counts as having heard from a
+      // leader: it may have, just before it went down, and that leader's lease
+      // relies on it refusing.
+      const leaderHeard =
+        (this.leader !== -1 && this.electionElapsed < this.electionTicks) || (this.leaseReads && this.ticks < this.electionTicks);
       const justVoted = this.ticks - this.votedAt < this.electionTicks;
       const granted = m.term > this.term && this.role !== Role.Leader && !leaderHeard && !justVoted && upToDate;
       this.send({ type: MessageType.VoteResponse, from: this.id, to: m.from, term: granted ? m.term : this.term, granted, pre: true });
@@ -479,6 +635,11 @@ export class RaftCore {
     this.role = Role.Leader;
     this.leader = this.id;
     this.heartbeatElapsed = 0;
+    this.seq = 1;
+    this.seqSent = false;
+    this.roundStarts = [{ seq: 1, at: this.ticks }];
+    this.transferee = -1;
+    this.transferredInTerm = false;
     this.progress = [];
     // The quorum check counts from the election: the votes just received.
     for (let p = 0; p < this.n; p++) this.progress.push(new Progress(this.log.lastIndex() + 1, this.maxInflight, this.ticks));
@@ -488,7 +649,7 @@ export class RaftCore {
     // pre-vote, only to the peers known to be up.
     for (let p = 0; p < this.n; p++) {
       if (p === this.id) continue;
-      if (!this.preVote || this.responders.has(p)) {
+      if (!this.preVote || this.forcedCampaign || this.responders.has(p)) {
         this.sendAppend(p);
       } else {
         // Presumed down: new entries wait for a heartbeat round, and rounds
@@ -508,6 +669,8 @@ export class RaftCore {
       this.respondAppend(m.from, false, m.prevLogIndex, 0, 0);
     } else if (m.type === MessageType.Snapshot) {
       this.send({ type: MessageType.SnapshotResponse, from: this.id, to: m.from, term: this.term, index: 0 });
+    } else if (m.type === MessageType.ReadIndex) {
+      this.send({ type: MessageType.ReadIndexResponse, from: this.id, to: m.from, term: this.term, ctx: m.ctx, index: -1 });
     }
   }
 
@@ -530,10 +693,11 @@ export class RaftCore {
       prevTerm = this.log.term(commit)!;
     }
 
+    const seq = m.seq ?? 0;
     const myPrevTerm = this.log.term(prev);
     if (myPrevTerm === undefined || myPrevTerm !== prevTerm) {
-      if (myPrevTerm === undefined) this.respondAppend(m.from, false, m.prevLogIndex, 0, this.log.lastIndex() + 1);
-      else this.respondAppend(m.from, false, m.prevLogIndex, myPrevTerm, this.log.firstIndexOfTerm(prev, myPrevTerm));
+      if (myPrevTerm === undefined) this.respondAppend(m.from, false, m.prevLogIndex, 0, this.log.lastIndex() + 1, seq);
+      else this.respondAppend(m.from, false, m.prevLogIndex, myPrevTerm, this.log.firstIndexOfTerm(prev, myPrevTerm), seq);
       return;
     }
 
@@ -554,17 +718,22 @@ export class RaftCore {
     if (m.commit > this.log.commitIndex) {
       this.log.commitIndex = Math.max(this.log.commitIndex, Math.min(m.commit, lastNew));
     }
-    this.respondAppend(m.from, true, lastNew, 0, 0);
+    this.respondAppend(m.from, true, lastNew, 0, 0, seq);
   }
 
-  private respondAppend(to: PeerId, success: boolean, index: number, hintTerm: number, hintIndex: number): void {
-    this.send({ type: MessageType.AppendResponse, from: this.id, to, term: this.term, success, index, hintTerm, hintIndex });
+  private respondAppend(to: PeerId, success: boolean, index: number, hintTerm: number, hintIndex: number, seq = 0): void {
+    this.send({ type: MessageType.AppendResponse, from: this.id, to, term: this.term, success, index, hintTerm, hintIndex, seq });
   }
 
   private handleAppendResponse(m: AppendResponse): void {
     if (this.role !== Role.Leader) return;
     const pr = this.progress[m.from]!;
     pr.heard(this.ticks);
+    // Any answer in this term, a refusal too, shows the follower still followed this leader.
+    if ((m.seq ?? 0) > pr.ackedSeq) {
+      pr.ackedSeq = m.seq!;
+      this.releaseReads();
+    }
     if (m.success) {
       if (pr.maybeUpdate(m.index)) {
         if (pr.state === 'probe' || (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot)) pr.becomeReplicate();
@@ -572,6 +741,7 @@ export class RaftCore {
       } else if (pr.state === 'probe') {
         pr.paused = false;
       }
+      if (m.from === this.transferee) this.maybeSendTimeoutNow();
       if (this.shouldStream(pr)) this.sendAppend(m.from);
       return;
     }
@@ -635,16 +805,127 @@ export class RaftCore {
     if (n > this.log.commitIndex && (this.log.term(n) === this.term || this.bugs.commitPreviousTerm)) {
       this.log.commitIndex = n;
       this.committedAt = this.ticks;
+      if (this.readsAwaitingCommit.length > 0 && this.committedInTerm()) {
+        const waiting = this.readsAwaitingCommit;
+        this.readsAwaitingCommit = [];
+        for (const r of waiting) this.leaderRead(r.ctx, r.from, r.lease);
+      }
     }
   }
 
+  // ---- reads (thesis 6.4) ------------------------------------------------------
+
+  private committedInTerm(): boolean {
+    return this.log.term(this.log.commitIndex) === this.term;
+  }
+
+  private handleReadIndex(m: ReadIndexRequest): void {
+    if (this.role === Role.Leader) this.leaderRead(m.ctx, m.from, m.lease);
+    else this.placeRead(m.ctx, m.from, -1);
+  }
+
+  private leaderRead(ctx: number, from: PeerId, lease: boolean): void {
+    // A leader cut off from its majority fails the read now, as it refuses proposals.
+    if (this.refuseWithoutQuorum && this.ticksUntilQuorumLost() <= 0) {
+      this.placeRead(ctx, from, -1);
+      return;
+    }
+    if (!this.committedInTerm()) {
+      // A transfer may not see the log grow, so no empty entry then: refuse.
+      if (this.transferee !== -1) {
+        this.placeRead(ctx, from, -1);
+        return;
+      }
+      if (this.log.lastTerm() !== this.term) {
+        this.log.append({ index: this.log.lastIndex() + 1, term: this.term, data: NOOP });
+        this.needBroadcast = true;
+      }
+      this.readsAwaitingCommit.push({ ctx, from, lease });
+      return;
+    }
+    if (this.bugs.readWithoutRound || (lease && this.leaseHolds())) {
+      this.placeRead(ctx, from, this.log.commitIndex);
+      return;
+    }
+    // Reads that arrive before the current round has gone anywhere share it.
+    if (this.seqSent) this.newRound();
+    this.pendingReads.push({ ctx, from, index: this.log.commitIndex, seq: this.seq });
+    this.roundWanted = true;
+    this.releaseReads();
+  }
+
+  private newRound(): void {
+    this.seq++;
+    this.seqSent = false;
+    this.roundStarts.push({ seq: this.seq, at: this.ticks });
+    if (this.roundStarts.length > MAX_ROUND_STARTS) this.roundStarts.shift();
+  }
+
+  /** The newest round a majority (this leader included) has echoed. */
+  private quorumSeq(): number {
+    return committedIndex(this.progress.map((pr, p) => (p === this.id ? this.seq : pr.ackedSeq)));
+  }
+
+  private releaseReads(): void {
+    if (this.pendingReads.length === 0) return;
+    const q = this.quorumSeq();
+    let k = 0;
+    while (k < this.pendingReads.length && this.pendingReads[k]!.seq <= q) {
+      const r = this.pendingReads[k++]!;
+      this.placeRead(r.ctx, r.from, r.index);
+    }
+    if (k > 0) this.pendingReads.splice(0, k);
+  }
+
+  /**
+   * Does this leader hold a lease (thesis 6.4.1)? A majority echoed round q,
+   * which began at tick `at`; each of them refuses pre-votes until it has
+   * ticked a minimum election timeout since, which in real time is at least
+   * electionTicks - 1 ticks after `at` (its first tick may come right after
+   * the message), and this leader's own tick count may trail real time by
+   * up to one tick: electionTicks - 2, less the drift margin.
+   */
+  private leaseHolds(): boolean {
+    if (!this.leaseReads || !this.preVote || this.transferredInTerm) return false;
+    const q = this.quorumSeq();
+    while (this.roundStarts.length > 1 && this.roundStarts[1]!.seq <= q) this.roundStarts.shift();
+    const start = this.roundStarts[0];
+    if (!start || start.seq !== q) return false;
+    if (this.bugs.leaseWithoutExpiry) return true;
+    return this.ticks - start.at <= this.electionTicks - 2 - this.leaseMarginTicks;
+  }
+
+  private placeRead(ctx: number, from: PeerId, index: number): void {
+    if (from === -1) this.readStates.push({ ctx, index });
+    else this.send({ type: MessageType.ReadIndexResponse, from: this.id, to: from, term: this.term, ctx, index });
+  }
+
+  /** A leader stepping down: its reads cannot be confirmed, its transfer is over. */
+  private dropLeaderState(): void {
+    for (const r of this.pendingReads) this.placeRead(r.ctx, r.from, -1);
+    for (const r of this.readsAwaitingCommit) this.placeRead(r.ctx, r.from, -1);
+    this.pendingReads = [];
+    this.readsAwaitingCommit = [];
+    this.roundWanted = false;
+    this.transferee = -1;
+  }
+
   private flushBroadcast(): void {
-    if (!this.needBroadcast) return;
-    this.needBroadcast = false;
-    if (this.role !== Role.Leader) return;
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      if (this.shouldStream(this.progress[p]!)) this.sendAppend(p);
+    if (this.needBroadcast) {
+      this.needBroadcast = false;
+      if (this.role === Role.Leader) {
+        for (let p = 0; p < this.n; p++) {
+          if (p === this.id) continue;
+          if (this.shouldStream(this.progress[p]!)) this.sendAppend(p);
+        }
+      }
+    }
+    if (this.roundWanted) {
+      // A read waits for this round: every follower not yet sent it gets a heartbeat.
+      this.roundWanted = false;
+      if (this.role === Role.Leader) {
+        for (let p = 0; p < this.n; p++) if (p !== this.id && this.progress[p]!.sentSeq < this.seq) this.sendHeartbeat(p);
+      }
     }
   }
 
@@ -719,7 +1000,10 @@ export class RaftCore {
       prevLogTerm: prevTerm,
       entries,
       commit,
+      seq: this.seq,
     });
+    pr.sentSeq = this.seq;
+    this.seqSent = true;
     pr.sentCommit = Math.max(pr.sentCommit, Math.min(commit, prev + entries.length));
     pr.lastSentAt = this.ticks;
     if (entries.length > 0) pr.sentEntries(entries[entries.length - 1]!.index, this.ticks);
@@ -739,12 +1023,17 @@ export class RaftCore {
       prevLogTerm: this.log.term(pr.match) ?? 0,
       entries: [],
       commit,
+      seq: this.seq,
     });
+    pr.sentSeq = this.seq;
+    this.seqSent = true;
     pr.sentCommit = Math.max(pr.sentCommit, Math.min(commit, pr.match));
     pr.lastSentAt = this.ticks;
   }
 
   private heartbeatRound(): void {
+    // Each round is a new round number, so the lease can be renewed by it.
+    if (this.seqSent) this.newRound();
     for (let p = 0; p < this.n; p++) {
       if (p === this.id) continue;
       const pr = this.progress[p]!;

@@ -33,6 +33,10 @@ export class Progress {
   pendingSnapshot = 0;
   /** Heartbeat rounds spent in snapshot state (paces retransmission). */
   snapshotRounds = 0;
+  /** The leader's round number on the latest message sent to this follower. */
+  sentSeq = 0;
+  /** The highest round number this follower has echoed: it followed the leader after that round began. */
+  ackedSeq = 0;
 
   constructor(next: number, readonly maxInflight: number, now: number) {
     this.next = next;

@@ -31,6 +31,11 @@ export const MessageType = {
   AppendResponse: 4,
   Snapshot: 5,
   SnapshotResponse: 6,
+  /** A follower asks its leader for a read index (thesis 6.4). */
+  ReadIndex: 7,
+  ReadIndexResponse: 8,
+  /** Leadership transfer (thesis 3.10): the leader tells a caught-up peer to campaign now. */
+  TimeoutNow: 9,
 } as const;
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
@@ -65,6 +70,12 @@ export interface AppendRequest extends Envelope {
   prevLogTerm: number;
   entries: Entry[];
   commit: number;
+  /**
+   * The leader's round number when it sent this (0 when absent). The answer
+   * echoes it, so a leader knows that a majority still followed it after a
+   * given moment: what a ReadIndex read or a lease needs (thesis 6.4).
+   */
+  seq?: number;
 }
 
 /**
@@ -80,6 +91,8 @@ export interface AppendResponse extends Envelope {
   index: number;
   hintTerm: number;
   hintIndex: number;
+  /** The request's round number, echoed. */
+  seq?: number;
 }
 
 export interface SnapshotRequest extends Envelope {
@@ -93,16 +106,58 @@ export interface SnapshotResponse extends Envelope {
   index: number;
 }
 
+/**
+ * A follower's read: "what is your commit index, once you have confirmed
+ * you still lead?" `ctx` is the follower's own number for the read; `lease`
+ * lets a leader holding a valid lease answer without a round.
+ */
+export interface ReadIndexRequest extends Envelope {
+  type: typeof MessageType.ReadIndex;
+  ctx: number;
+  lease: boolean;
+}
+
+/** The read index for the follower's `ctx`, or -1: refused (not the leader, or it lost its leadership). */
+export interface ReadIndexResponse extends Envelope {
+  type: typeof MessageType.ReadIndexResponse;
+  ctx: number;
+  index: number;
+}
+
+/** Campaign at once, skipping pre-vote: the sender, the leader, hands over to you. */
+export interface TimeoutNowRequest extends Envelope {
+  type: typeof MessageType.TimeoutNow;
+}
+
 export type Message =
   | VoteRequest
   | VoteResponse
   | AppendRequest
   | AppendResponse
   | SnapshotRequest
-  | SnapshotResponse;
+  | SnapshotResponse
+  | ReadIndexRequest
+  | ReadIndexResponse
+  | TimeoutNowRequest;
 
-export function isRequest(m: Message): boolean {
-  return m.type === MessageType.Vote || m.type === MessageType.Append || m.type === MessageType.Snapshot;
+export function isRequest(m: { type: number }): boolean {
+  return (
+    m.type === MessageType.Vote ||
+    m.type === MessageType.Append ||
+    m.type === MessageType.Snapshot ||
+    m.type === MessageType.ReadIndex ||
+    m.type === MessageType.TimeoutNow
+  );
+}
+
+/**
+ * A read the core has placed: the state machine may answer it once it has
+ * applied through `index`. `index` -1: refused (this peer does not lead and
+ * knows no leader, or the leader lost its leadership before confirming it).
+ */
+export interface ReadState {
+  ctx: number;
+  index: number;
 }
 
 export const Role = {
@@ -123,7 +178,9 @@ export type Role = (typeof Role)[keyof typeof Role];
  * 2. send `messages`;
  * 3. hand `applySnapshot` (a snapshot received from the leader) and then
  *    `committed` to the state machine;
- * 4. call `advance(ready)`.
+ * 4. call `advance(ready)`;
+ * 5. answer each of `readStates` once the state machine has applied through
+ *    its index (they need nothing persisted).
  */
 export interface Ready {
   hardState?: HardState;
@@ -142,6 +199,8 @@ export interface Ready {
   earlyCount: number;
   applySnapshot?: Snapshot;
   committed: Entry[];
+  /** Reads placed (or refused) since the last Ready. */
+  readStates: ReadState[];
 }
 
 /** What a host's storage hands back to a restarted core. */

@@ -108,6 +108,9 @@ const typeName: Record<number, string> = {
   [MessageType.AppendResponse]: 'AppendResp',
   [MessageType.Snapshot]: 'Snapshot',
   [MessageType.SnapshotResponse]: 'SnapshotResp',
+  [MessageType.ReadIndex]: 'ReadIndex',
+  [MessageType.ReadIndexResponse]: 'ReadIndexResp',
+  [MessageType.TimeoutNow]: 'TimeoutNow',
 };
 
 function describeMessage(m: Message): string {
@@ -125,6 +128,12 @@ function describeMessage(m: Message): string {
       return `${head} snap=${m.snapshot.index}/t${m.snapshot.term}`;
     case MessageType.SnapshotResponse:
       return `${head} index=${m.index}`;
+    case MessageType.ReadIndex:
+      return `${head} ctx=${m.ctx}${m.lease ? ' lease' : ''}`;
+    case MessageType.ReadIndexResponse:
+      return `${head} ctx=${m.ctx} index=${m.index}`;
+    case MessageType.TimeoutNow:
+      return head;
   }
 }
 

@@ -28,7 +28,7 @@ const msgs = (rds: Ready[]): Message[] => rds.flatMap((r) => r.messages);
 t.test('7: a follower whose log conflicts with an installed snapshot discards it, and later entries still reach storage', async (t) => {
   const disk = new MemoryStorage();
   const f = core(1, 3, { hardState: { term: 3, vote: -1 }, entries: logOf(1, 1, 1, 1, 1, 1, 1, 1, 1, 1) });
-  disk.save({ hardState: { term: 3, vote: -1 }, entries: logOf(1, 1, 1, 1, 1, 1, 1, 1, 1, 1), lastIndex: 10, messages: [], earlyCount: 0, committed: [] });
+  disk.save({ hardState: { term: 3, vote: -1 }, entries: logOf(1, 1, 1, 1, 1, 1, 1, 1, 1, 1), lastIndex: 10, messages: [], earlyCount: 0, committed: [], readStates: [] });
   f.step({ type: MessageType.Snapshot, from: 0, to: 1, term: 3, snapshot: { index: 5, term: 2, data: enc.encode('s5') } });
   const rd1 = drain(f, disk);
   t.equal(rd1[0]!.snapshot?.index, 5, 'the snapshot is handed to storage');

@@ -13,7 +13,7 @@ const fresh = () => join(dir, `peer-${n++}.sqlite`);
 
 const enc = new TextEncoder();
 const ent = (index: number, term: number): Entry => ({ index, term, data: enc.encode(`cmd ${index}/${term}`) });
-const ready = (r: Partial<Ready> & { lastIndex: number }): Ready => ({ entries: [], messages: [], earlyCount: 0, committed: [], ...r });
+const ready = (r: Partial<Ready> & { lastIndex: number }): Ready => ({ entries: [], messages: [], earlyCount: 0, committed: [], readStates: [], ...r });
 const shape = (es: Entry[]) => es.map((e) => [e.index, e.term, new TextDecoder().decode(e.data)]);
 
 t.test('state survives close and reopen', async (t) => {
