@@ -1,5 +1,6 @@
-import { kvModel, type KvOperation } from '../lib/check/kv-model.js';
-import { searchLinearization, type SearchOutcome } from '../lib/check/search.js';
+import type { KvOperation } from '../lib/check/kv-model.js';
+import { checkKey } from '../lib/check/check-key.js';
+import type { SearchOutcome } from '../lib/check/search.js';
 
 /** One piscina task: a batch of independent partitions of a KV history. */
 export interface CheckTask {
@@ -20,7 +21,7 @@ export default function check(task: CheckTask): SearchOutcome[] {
       out.push('stopped');
       continue;
     }
-    const r = searchLinearization(kvModel, ops, shouldStop);
+    const r = checkKey(ops, shouldStop);
     if (r === 'illegal') Atomics.store(flag, 0, 1);
     out.push(r);
   }

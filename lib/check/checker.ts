@@ -3,6 +3,7 @@ import { Piscina } from 'piscina';
 import type { CheckResult } from './history.js';
 import { kvModel, type KvOperation } from './kv-model.js';
 import type { SearchOutcome } from './search.js';
+import { checkKey } from './check-key.js';
 import type { CheckTask } from '../../workers/check.js';
 
 export interface CheckOptions {
@@ -22,6 +23,19 @@ export interface CheckReport {
 
 /** A task carries keys worth about this many operations at most, once there are several per thread. */
 const OPS_PER_TASK = 2000;
+/**
+ * A key whose strings add up to more than this many characters is searched
+ * in the calling thread: copying it to a pool thread would cost more than
+ * the search (a key read after each of thousands of appends holds the
+ * square of its length in output strings, a hundred megabytes and more).
+ */
+const LOCAL_CHARS = 4 << 20;
+
+function charsOf(ops: readonly KvOperation[]): number {
+  let n = 0;
+  for (const op of ops) n += op.input.value.length + op.output.value.length;
+  return n;
+}
 
 /**
  * Checks KV histories for linearizability: the history is split by key and
@@ -50,12 +64,15 @@ export class LinearizabilityChecker {
     const deadline = Date.now() + timeoutMs;
     const timer = setTimeout(() => Atomics.store(flag, 0, 1), timeoutMs);
 
-    // Spread the keys over several tasks per thread, biggest first into the
-    // lightest task, so one slow key does not hold up the others.
+    const local: number[] = [];
+    const pooled: number[] = [];
+    parts.forEach((p, i) => (charsOf(p) > LOCAL_CHARS ? local : pooled).push(i));
+    // Spread the pooled keys over several tasks per thread, biggest first into
+    // the lightest task, so one slow key does not hold up the others.
     const total = history.length;
-    const nTasks = Math.min(parts.length, Math.max(this.threads * 4, Math.ceil(total / OPS_PER_TASK)));
+    const nTasks = Math.min(pooled.length, Math.max(this.threads * 4, Math.ceil(total / OPS_PER_TASK)));
     const batches = Array.from({ length: nTasks }, () => ({ idx: [] as number[], ops: 0 }));
-    const bySize = parts.map((_, i) => i).sort((a, b) => parts[b]!.length - parts[a]!.length);
+    const bySize = pooled.slice().sort((a, b) => parts[b]!.length - parts[a]!.length);
     for (const i of bySize) {
       let lightest = batches[0]!;
       for (const b of batches) if (b.ops < lightest.ops) lightest = b;
@@ -71,13 +88,20 @@ export class LinearizabilityChecker {
     }));
     const outcomes: SearchOutcome[] = new Array(parts.length).fill('stopped');
     try {
-      await Promise.all(
+      const running = Promise.all(
         batches.map(async ({ idx }) => {
           const task: CheckTask = { partitions: idx.map((i) => parts[i]!), stop, deadline };
           const res = (await pool.run(task)) as SearchOutcome[];
           idx.forEach((i, k) => (outcomes[i] = res[k]!));
         }),
       );
+      // While the pool works, the big keys here (this thread waits on nothing meanwhile).
+      const shouldStop = () => Atomics.load(flag, 0) !== 0 || Date.now() > deadline;
+      for (const i of local) {
+        outcomes[i] = shouldStop() ? 'stopped' : checkKey(parts[i]!, shouldStop);
+        if (outcomes[i] === 'illegal') Atomics.store(flag, 0, 1);
+      }
+      await running;
     } finally {
       clearTimeout(timer);
     }

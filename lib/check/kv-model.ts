@@ -28,16 +28,29 @@ export type KvOperation = Operation<KvInput, KvOutput>;
  * two ways (appending "ab" then "c", or "a" then "bc") gets two, which only
  * means it may be searched twice.
  */
-class ValueNumbers {
+export class ValueNumbers {
   private next = 1;
-  /** made.get(earlier number, or -1 for a Put).get(string) */
-  private readonly made = new Map<number, Map<string, number>>();
+  /** Each string put or appended, numbered. */
+  private readonly strings = new Map<string, number>();
+  /** (earlier number + 1) * 2^24 + string number -> the value's number; one map, no map per value. */
+  private readonly made = new Map<number, number>();
 
   number(from: number, s: string): number {
-    let m = this.made.get(from);
-    if (!m) this.made.set(from, (m = new Map()));
-    let id = m.get(s);
-    if (id === undefined) m.set(s, (id = this.next++));
+    let sid = this.strings.get(s);
+    if (sid === undefined) this.strings.set(s, (sid = this.strings.size));
+    // Exact while there are under 2^24 strings and 2^28 values: beyond, a map per value.
+    if (sid >= 1 << 24 || from + 1 >= 1 << 28) return this.numberSlow(from, sid);
+    const key = (from + 1) * 0x1000000 + sid;
+    let id = this.made.get(key);
+    if (id === undefined) this.made.set(key, (id = this.next++));
+    return id;
+  }
+
+  private readonly slow = new Map<string, number>();
+  private numberSlow(from: number, sid: number): number {
+    const key = `${from}/${sid}`;
+    let id = this.slow.get(key);
+    if (id === undefined) this.slow.set(key, (id = this.next++));
     return id;
   }
 }
@@ -88,3 +101,147 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
     return '<invalid>';
   },
 };
+
+// ---- the same model on fingerprints ---------------------------------------------
+
+/**
+ * Two polynomial hashes (moduli below 2^26, so every product stays exact in
+ * a double) of a string's UTF-16 code units. With them a register's value
+ * is (length, h1, h2): an Append extends it in O(1) whatever the value's
+ * length, and a Get compares three numbers instead of two strings. In a
+ * history where one key grows by thousands of appends and is read after
+ * each (the lab's one-client tests), comparing the strings made every step
+ * cost the value's whole length.
+ */
+const P1 = 67108859;
+const P2 = 67108837;
+const B1 = 65537;
+const B2 = 92821;
+
+interface Fingerprint {
+  len: number;
+  h1: number;
+  h2: number;
+  /** B^len mod P, to append this string to another. */
+  p1: number;
+  p2: number;
+}
+
+function fingerprint(s: string): Fingerprint {
+  let h1 = 0;
+  let h2 = 0;
+  let p1 = 1;
+  let p2 = 1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = (h1 * B1 + c) % P1;
+    h2 = (h2 * B2 + c) % P2;
+    p1 = (p1 * B1) % P1;
+    p2 = (p2 * B2) % P2;
+  }
+  return { len: s.length, h1, h2, p1, p2 };
+}
+
+/** The fingerprint of a + b, from theirs. */
+function concat(a: Fingerprint, b: Fingerprint): Fingerprint {
+  return {
+    len: a.len + b.len,
+    h1: (a.h1 * b.p1 + b.h1) % P1,
+    h2: (a.h2 * b.p2 + b.h2) % P2,
+    p1: (a.p1 * b.p1) % P1,
+    p2: (a.p2 * b.p2) % P2,
+  };
+}
+
+/**
+ * Fingerprints of one history's strings, computed once per operation (kept
+ * by the operation's input or output object, which costs no string
+ * hashing). A value read is usually the last one read plus what was
+ * appended since, so a string that starts with the previous one is
+ * fingerprinted from it and its new tail: reading a value that grew by
+ * thousands of appends costs a native prefix comparison, not a loop over
+ * every character.
+ */
+class Fingerprints {
+  private readonly byObject = new WeakMap<object, Fingerprint>();
+  private last = '';
+  private lastPrint = fingerprint('');
+
+  /** `read`: a value a Get returned (the ones that grow); the previous one read is the likely prefix. */
+  of(owner: object, s: string, read = false): Fingerprint {
+    let f = this.byObject.get(owner);
+    if (f) return f;
+    const extends_ = read && this.last.length > 0 && s.length >= this.last.length && s.startsWith(this.last);
+    f = extends_ ? concat(this.lastPrint, fingerprint(s.slice(this.last.length))) : fingerprint(s);
+    this.byObject.set(owner, f);
+    if (read) {
+      this.last = s;
+      this.lastPrint = f;
+    }
+    return f;
+  }
+}
+
+/** One cache for every search in this thread: a key searched twice is fingerprinted once (entries go with their operations). */
+const sharedPrints = new Fingerprints();
+
+export interface KvHashedState {
+  len: number;
+  h1: number;
+  h2: number;
+  id: number;
+  numbers: ValueNumbers;
+  prints: Fingerprints;
+}
+
+/**
+ * kvModel with each value replaced by its fingerprint. Equal values always
+ * have equal fingerprints, so every step legal under kvModel is legal here
+ * and an 'illegal' answer is exact; two different values could share one
+ * (about one chance in 2^52), so an 'ok' answer must be confirmed by
+ * replaying the linearization found under kvModel (see replay()).
+ */
+export const kvHashedModel: Model<KvHashedState, KvInput, KvOutput> = {
+  init: () => ({ len: 0, h1: 0, h2: 0, id: 0, numbers: new ValueNumbers(), prints: sharedPrints }),
+  step(state, input, output) {
+    switch (input.op) {
+      case KvOp.Get: {
+        const f = state.prints.of(output, output.value, true);
+        return [f.len === state.len && f.h1 === state.h1 && f.h2 === state.h2, state];
+      }
+      case KvOp.Put: {
+        const f = state.prints.of(input, input.value);
+        return [true, { len: f.len, h1: f.h1, h2: f.h2, id: state.numbers.number(PUT, input.value), numbers: state.numbers, prints: state.prints }];
+      }
+      case KvOp.Append: {
+        if (input.value === '') return [true, state];
+        const f = state.prints.of(input, input.value);
+        return [
+          true,
+          {
+            len: state.len + f.len,
+            h1: (state.h1 * f.p1 + f.h1) % P1,
+            h2: (state.h2 * f.p2 + f.h2) % P2,
+            id: state.numbers.number(state.id, input.value),
+            numbers: state.numbers,
+            prints: state.prints,
+          },
+        ];
+      }
+      default:
+        return [false, state];
+    }
+  },
+  key: (state) => state.id,
+};
+
+/** Does applying `ops` in this order, one at a time, give each its recorded output under `model`? */
+export function replay<S, I, O>(model: Model<S, I, O>, ops: readonly { input: I; output: O }[]): boolean {
+  let state = model.init();
+  for (const op of ops) {
+    const [legal, next] = model.step(state, op.input, op.output);
+    if (!legal) return false;
+    state = next;
+  }
+  return true;
+}

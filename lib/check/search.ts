@@ -24,6 +24,17 @@ export function searchLinearization<S, I, O>(
   model: Model<S, I, O>,
   ops: readonly Operation<I, O>[],
   shouldStop: () => boolean = () => false,
+  /** Filled with the operations' indices in the order found, when the answer is 'ok'. */
+  linearization?: number[],
+  /**
+   * 'exact' (default): each configuration seen is kept whole (the set of
+   * operations as a bitset), so nothing is skipped wrongly. 'hashed': only a
+   * 52-bit hash of the set is kept, which costs no copy per step; two sets
+   * sharing a hash could make the search skip one that leads somewhere, so
+   * an 'illegal' answer from it must be confirmed by an exact search (an
+   * 'ok' needs no confirming: the order found is a real one).
+   */
+  memo: 'exact' | 'hashed' = 'exact',
 ): SearchOutcome {
   const n = ops.length;
   if (n === 0) return 'ok';
@@ -68,8 +79,13 @@ export function searchLinearization<S, I, O>(
   // in and out (O(1) a step, where hashing the whole set costs n/32).
   // Equal hashes are still compared bit by bit, so a collision costs time only.
   const zobrist = new Int32Array(n);
-  for (let i = 0; i < n; i++) zobrist[i] = mix32(i + 1);
+  const zobrist2 = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    zobrist[i] = mix32(i + 1);
+    zobrist2[i] = mix32((i + 1) ^ 0x5bd1e995);
+  }
   let setHash = 0;
+  let setHash2 = 0;
   const sameBits = (a: Uint32Array) => {
     for (let w = 0; w < words; w++) if (a[w] !== bits[w]) return false;
     return true;
@@ -77,9 +93,18 @@ export function searchLinearization<S, I, O>(
   // Keyed by state first: one set of operations can end in many states
   // (concurrent appends in different orders), one state in few sets.
   const seen = new Map<unknown, Map<number, Uint32Array[]>>();
+  const seenHashed = new Map<unknown, Set<number>>();
   /** Record (bits, state); false if it was already there. */
   const remember = (state: S): boolean => {
     const k = keyOf(state);
+    if (memo === 'hashed') {
+      let sets = seenHashed.get(k);
+      if (!sets) seenHashed.set(k, (sets = new Set()));
+      const h = (setHash >>> 0) * 0x100000 + (setHash2 >>> 12);
+      if (sets.has(h)) return false;
+      sets.add(h);
+      return true;
+    }
     let byBits = seen.get(k);
     if (!byBits) seen.set(k, (byBits = new Map()));
     let bucket = byBits.get(setHash);
@@ -103,6 +128,7 @@ export function searchLinearization<S, I, O>(
       if (legal) {
         bits[op >>> 5]! |= 1 << (op & 31);
         setHash ^= zobrist[op]!;
+        setHash2 ^= zobrist2[op]!;
         if (remember(after)) {
           stackNode.push(entry);
           stackState.push(state);
@@ -114,6 +140,7 @@ export function searchLinearization<S, I, O>(
         }
         bits[op >>> 5]! &= ~(1 << (op & 31));
         setHash ^= zobrist[op]!;
+        setHash2 ^= zobrist2[op]!;
       }
       entry = next[entry]!;
     } else {
@@ -123,11 +150,13 @@ export function searchLinearization<S, I, O>(
       const op = opOf[node]!;
       bits[op >>> 5]! &= ~(1 << (op & 31));
       setHash ^= zobrist[op]!;
+      setHash2 ^= zobrist2[op]!;
       relink(retNode[op]!);
       relink(node);
       entry = next[node]!;
     }
   }
+  if (linearization) for (const node of stackNode) linearization.push(opOf[node]!);
   return 'ok';
 }
 
