@@ -11,8 +11,8 @@ import { cpus, totalmem } from 'node:os';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Cluster } from '../lib/cluster.js';
-import type { Clerk } from '../lib/kv/clerk.js';
+import { RaftGroup } from '../lib/index.js';
+import { Clerk, kvStateMachine } from '../lib/kv/index.js';
 
 const PEERS = 3;
 const SECONDS = 3;
@@ -32,13 +32,11 @@ interface Row {
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const round3 = (x: number) => Number(x.toFixed(3));
 
-async function withCluster<T>(fn: (c: Cluster) => Promise<T>): Promise<T> {
+async function withCluster<T>(fn: (c: RaftGroup) => Promise<T>): Promise<T> {
   mkdirSync('data', { recursive: true });
   const dir = mkdtempSync(join('data', 'bench-kv-'));
-  const c = new Cluster({ peers: PEERS, dataDir: dir, kv: { maxRaftState: MAX_RAFT_STATE } });
+  const c = await RaftGroup.open({ peers: PEERS, dataDir: dir, stateMachine: kvStateMachine, snapshotThreshold: MAX_RAFT_STATE });
   try {
-    for (let i = 0; i < PEERS; i++) await c.start(i);
-    c.connectAll();
     return await fn(c);
   } finally {
     await c.close();
@@ -46,21 +44,34 @@ async function withCluster<T>(fn: (c: Cluster) => Promise<T>): Promise<T> {
   }
 }
 
-async function leaderOf(c: Cluster): Promise<number> {
+async function leaderOf(c: RaftGroup): Promise<number> {
   for (;;) {
-    for (let i = 0; i < PEERS; i++) if (c.isRunning(i) && (await c.getState(i)).isLeader) return i;
+    const leader = (await c.status()).leader;
+    if (leader >= 0) return leader;
     await new Promise((r) => setTimeout(r, 5));
   }
 }
 
-async function throughput(c: Cluster, clients: number): Promise<Row> {
-  const clerks: Clerk[] = c.clerks(clients);
-  await clerks[0]!.get('warm-up');
+/** `count` Clerks on one handle: one channel per peer for all of them, so their requests travel together. */
+function clerks(c: RaftGroup, count: number): Clerk[] {
+  const handle = c.handle();
+  return Array.from({ length: count }, () => Clerk.connect(handle));
+}
+
+async function peerStatus(c: RaftGroup, i: number) {
+  const p = (await c.status()).peers[i]!;
+  if (!p.running) throw new Error(`peer ${i} is not running`);
+  return p;
+}
+
+async function throughput(c: RaftGroup, clients: number): Promise<Row> {
+  const cks: Clerk[] = clerks(c, clients);
+  await cks[0]!.get('warm-up');
   const latencies: number[] = [];
   let stop = false;
   const started = performance.now();
   const progress = setInterval(() => process.stdout.write(`\r  ${clients} clients: ${latencies.length} puts...`), 500);
-  const runs = clerks.map(async (ck, k) => {
+  const runs = cks.map(async (ck, k) => {
     let n = 0;
     while (!stop) {
       const t0 = performance.now();
@@ -74,7 +85,7 @@ async function throughput(c: Cluster, clients: number): Promise<Row> {
   const seconds = (performance.now() - started) / 1000;
   clearInterval(progress);
   process.stdout.write('\r'.padEnd(60) + '\r');
-  for (const ck of clerks) ck.close();
+  for (const ck of cks) ck.close();
   latencies.sort((a, b) => a - b);
   return {
     clients,
@@ -86,8 +97,8 @@ async function throughput(c: Cluster, clients: number): Promise<Row> {
   };
 }
 
-async function restart(c: Cluster): Promise<{ serveAgainMs: number; catchUpMs: number }> {
-  const ck = c.clerk();
+async function restart(c: RaftGroup): Promise<{ serveAgainMs: number; catchUpMs: number }> {
+  const ck = clerks(c, 1)[0]!;
   for (let i = 0; i < 2000; i++) await ck.put(`r${i % 50}`, VALUE);
   const leader = await leaderOf(c);
   const t0 = performance.now();
@@ -95,23 +106,23 @@ async function restart(c: Cluster): Promise<{ serveAgainMs: number; catchUpMs: n
   await ck.put('after-crash', 'x');
   const serveAgainMs = performance.now() - t0;
   const t1 = performance.now();
-  await c.start(leader);
-  const target = (await c.status(await leaderOf(c))).commitIndex;
-  while ((await c.status(leader)).appliedIndex < target) await new Promise((r) => setTimeout(r, 2));
+  await c.restart(leader);
+  const target = (await peerStatus(c, await leaderOf(c))).commitIndex;
+  while ((await peerStatus(c, leader)).appliedIndex < target) await new Promise((r) => setTimeout(r, 2));
   const catchUpMs = performance.now() - t1;
   ck.close();
   return { serveAgainMs: round3(serveAgainMs), catchUpMs: round3(catchUpMs) };
 }
 
-async function memory(c: Cluster): Promise<{ puts: number; seconds: number; peakRssMiB: number }> {
+async function memory(c: RaftGroup): Promise<{ puts: number; seconds: number; peakRssMiB: number }> {
   const total = 1_000_000;
   const clients = 64;
-  const clerks = c.clerks(clients);
+  const cks = clerks(c, clients);
   let next = 0;
   const t0 = performance.now();
   const progress = setInterval(() => process.stderr.write(`\r  memory: ${next} / ${total} puts, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`), 1000);
   await Promise.all(
-    clerks.map(async (ck) => {
+    cks.map(async (ck) => {
       while (next < total) {
         const i = next++;
         await ck.put(`k${i % 10_000}`, VALUE);
@@ -120,7 +131,7 @@ async function memory(c: Cluster): Promise<{ puts: number; seconds: number; peak
   );
   clearInterval(progress);
   process.stderr.write('\r'.padEnd(70) + '\r');
-  for (const ck of clerks) ck.close();
+  for (const ck of cks) ck.close();
   return { puts: total, seconds: round3((performance.now() - t0) / 1000), peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) };
 }
 
@@ -150,7 +161,7 @@ function memoryInChild(): Promise<{ puts: number; seconds: number; peakRssMiB: n
   });
 }
 
-console.log(`Key/value benchmark: ${PEERS} peers in worker threads, SQLite with fsync, 64-byte values, Clerks in the main thread sharing one channel per server, ${SECONDS} s per row`);
+console.log(`Key/value benchmark: RaftGroup of ${PEERS} peers in worker threads running the key/value state machine, SQLite with fsync, 64-byte values, Clerks in the main thread sharing one channel per peer, ${SECONDS} s per row`);
 const rows: Row[] = [];
 for (const n of CONCURRENCY) rows.push(await withCluster((c) => throughput(c, n)));
 console.log('| clients | puts | puts/s | p50 ms | p99 ms |');

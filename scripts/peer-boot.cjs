@@ -17,6 +17,11 @@ const { createRequire, wrap } = require('node:module');
 const { Script } = require('node:vm');
 const { threadId } = require('node:worker_threads');
 
+// Code run from a vm.Script has no import() of its own (it throws
+// ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING); the peer loads the user's state
+// machine module through this one, which belongs to this real CommonJS file.
+globalThis.__peerImport = (url) => import(url);
+
 const file = join(__dirname, 'peer.cjs');
 const cacheFile = join(__dirname, 'peer.__BUNDLE_HASH__.cache');
 const CACHE_AFTER_MS = 1000;

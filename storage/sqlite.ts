@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Entry, InitialState, Ready, Snapshot } from '../lib/raft/types.js';
+import { intSize, logEntryStateSize } from './size.js';
 import type { Storage } from './storage.js';
 
 let addonPath: string | null | undefined;
@@ -55,19 +56,6 @@ const SCHEMA = `
   CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB NOT NULL);
 `;
 
-/** Bytes msgpack needs for a non-negative integer. */
-function intSize(v: number): number {
-  if (v < 128) return 1;
-  if (v < 256) return 2;
-  if (v < 65536) return 3;
-  if (v < 2 ** 32) return 5;
-  return 9;
-}
-
-function binSize(n: number): number {
-  return (n < 256 ? 2 : n < 65536 ? 3 : 5) + n;
-}
-
 /** Open an existing file and check that it is a healthy database of this schema. */
 function openChecked(file: string, readonly: boolean): Database.Database {
   let db: Database.Database;
@@ -103,14 +91,6 @@ function readSnapshotRow(db: Database.Database): Snapshot | undefined {
     | undefined;
   return row ? { index: row.idx, term: row.term, data: new Uint8Array(row.data) } : undefined;
 }
-
-/** What one log entry adds to the persisted Raft state's size (as raftStateSize counts it). */
-export function logEntryStateSize(term: number, dataBytes: number): number {
-  return 1 + intSize(term) + binSize(dataBytes);
-}
-
-/** An upper bound on the size of the persisted Raft state without its log (term, vote, snapshot metadata). */
-export const RAFT_STATE_HEADER_BYTES = 1 + 9 + 9 + 9 + 9;
 
 /** msgpack size of term, vote, snapshot metadata and the retained log entries (not the snapshot's data). */
 function raftStateSize(db: Database.Database): number {

@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LinearizabilityChecker } from '../check/checker.js';
 import { KvOp, type KvOperation } from '../check/kv-model.js';
-import { Cluster } from '../cluster.js';
-import type { Clerk } from '../kv/clerk.js';
+import { RaftGroup } from '../api/group.js';
+import { Clerk } from '../kv/clerk.js';
+import { kvStateMachine } from '../kv/index.js';
 
 const PEERS = 3;
 const SHARED_KEYS = 10;
@@ -62,14 +63,11 @@ interface Recorded extends KvOperation {
 
 const PHASES = ['all peers up', 'leader killed', 'peer restarted'];
 
-async function leaderOf(cluster: Cluster): Promise<number> {
+async function leaderOf(group: RaftGroup): Promise<number> {
   const t0 = Date.now();
   while (Date.now() - t0 < 10_000) {
-    for (let i = 0; i < PEERS; i++) {
-      if (!cluster.isRunning(i)) continue;
-      const s = await cluster.getState(i).catch(() => undefined);
-      if (s?.isLeader) return i;
-    }
+    const leader = (await group.status()).leader;
+    if (leader >= 0) return leader;
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error('no leader within 10 s');
@@ -77,25 +75,25 @@ async function leaderOf(cluster: Cluster): Promise<number> {
 
 async function main(): Promise<number> {
   const opts = options();
-  const cluster = new Cluster({ peers: PEERS, dataDir: opts.dataDir, kv: { maxRaftState: MAX_RAFT_STATE } });
+  const group = await RaftGroup.open({ peers: PEERS, dataDir: opts.dataDir, stateMachine: kvStateMachine, snapshotThreshold: MAX_RAFT_STATE });
   const checker = new LinearizabilityChecker();
   const onSignal = () => {
     console.log('\ninterrupted: stopping the cluster');
-    void cluster.close().then(() => process.exit(130));
+    void group.close().then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   try {
     console.log(`Key/value service on ${PEERS} Raft peers, each in its own worker thread, stored in ${opts.dataDir}/ (SQLite, fsync on, snapshots past ${MAX_RAFT_STATE / 1024} KiB).`);
-    for (let i = 0; i < PEERS; i++) await cluster.start(i);
-    cluster.connectAll();
-    console.log(`Leader elected: peer ${await leaderOf(cluster)}. Running ${opts.clients} clients for ${opts.seconds} s (Put and Get on ${SHARED_KEYS} shared keys, Append to each client's own keys).`);
+    console.log(`Leader elected: peer ${await leaderOf(group)}. Running ${opts.clients} clients for ${opts.seconds} s (Put and Get on ${SHARED_KEYS} shared keys, Append to each client's own keys).`);
 
     const history: Recorded[] = [];
     /** Per client: its own keys' values as its acknowledged Appends made them. */
     const expected: Map<string, string>[] = [];
     let phase = 0;
     let stop = false;
-    const clerks: Clerk[] = cluster.clerks(opts.clients);
+    // Clerks on one handle share its channel to each peer: their requests travel together.
+    const handle = group.handle();
+    const clerks: Clerk[] = Array.from({ length: opts.clients }, () => Clerk.connect(handle));
 
     const record = async (client: number, op: KvOperation['input']['op'], key: string, value: string, ck: Clerk) => {
       const call = nowNs();
@@ -130,7 +128,7 @@ async function main(): Promise<number> {
     let lastCount = 0;
     let lastAt = t0;
     let lines = 0;
-    let leaderNow = await leaderOf(cluster);
+    let leaderNow = await leaderOf(group);
     let down = -1;
     const progress = setInterval(() => {
       const now = Date.now();
@@ -146,23 +144,22 @@ async function main(): Promise<number> {
       console.log(msg);
     };
     const refreshLeader = setInterval(() => {
-      void leaderOf(cluster).then((l) => (leaderNow = l), () => {});
+      void leaderOf(group).then((l) => (leaderNow = l), () => {});
     }, 500);
 
     const third = (opts.seconds * 1000) / 3;
     await new Promise((r) => setTimeout(r, third));
-    const victim = await leaderOf(cluster);
+    const victim = await leaderOf(group);
     const before = history.length;
     const killedAt = nowNs();
-    await cluster.crash(victim);
+    await group.crash(victim);
     down = victim;
     phase = 1;
     say(`  killed the leader's worker (peer ${victim}) at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     await new Promise((r) => setTimeout(r, third));
     const afterKill = history.slice(before).find((op) => op.call >= killedAt);
     const servedAgainMs = afterKill ? (afterKill.ret - killedAt) / 1e6 : NaN;
-    await cluster.start(victim);
-    cluster.connectAll();
+    await group.restart(victim);
     phase = 2;
     down = -1;
     say(`  restarted peer ${victim} in a new worker from its SQLite file at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -194,9 +191,14 @@ async function main(): Promise<number> {
     for (const ck of clerks) ck.close();
 
     // The peers must agree on what they applied once the restarted one caught up.
-    const target = (await cluster.status(await leaderOf(cluster))).commitIndex;
+    const peerStatus = async (i: number) => {
+      const p = (await group.status()).peers[i]!;
+      if (!p.running) throw new Error(`peer ${i} is not running`);
+      return p;
+    };
+    const target = (await peerStatus(await leaderOf(group))).commitIndex;
     const caughtUpBy = Date.now() + 10_000;
-    while ((await cluster.status(victim)).appliedIndex < target && Date.now() < caughtUpBy) await new Promise((r) => setTimeout(r, 20));
+    while ((await peerStatus(victim)).appliedIndex < target && Date.now() < caughtUpBy) await new Promise((r) => setTimeout(r, 20));
 
     console.log('');
     console.log('| phase | operations | ops/s | p50 ms | p99 ms |');
@@ -209,7 +211,7 @@ async function main(): Promise<number> {
     }
     console.log(`The cluster served again ${servedAgainMs.toFixed(0)} ms after the leader was killed.`);
     for (let i = 0; i < PEERS; i++) {
-      const s = await cluster.status(i);
+      const s = await peerStatus(i);
       console.log(`  peer ${i}: term ${s.term}, ${s.role}, commit ${s.commitIndex}, applied ${s.appliedIndex}, snapshot ${s.snapshotIndex}`);
     }
 
@@ -224,7 +226,7 @@ async function main(): Promise<number> {
   } finally {
     process.removeListener('SIGINT', onSignal);
     await checker.close();
-    await cluster.close();
+    await group.close();
   }
 }
 

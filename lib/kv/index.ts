@@ -9,6 +9,8 @@ export {
   type KvOpName,
   type KvResult,
 } from './state-machine.js';
-export { Clerk, KvRequestError, type ClientLink, type EndUpdate } from './clerk.js';
-export { KvServer, type KvServerOptions, type RaftHandle } from './server.js';
-export { decodeCommand, encodeCommand } from './protocol.js';
+export { Clerk, KvRequestError, plainEnds, type KvEnds } from './clerk.js';
+export { commandToWire, toReply, fromReply, type KvReply } from './protocol.js';
+
+/** The key/value service as a group's state machine: `RaftGroup.open({ peers: 3, stateMachine: kvStateMachine })`. */
+export const kvStateMachine = { module: new URL('./service.js', import.meta.url).href } as const;

@@ -109,6 +109,12 @@ export class KvStateMachine {
     }
   }
 
+  /** A Get outside the log (a ReadIndex read): the value, or ErrNoKey. */
+  read(key: string): KvResult {
+    const cur = this.data.get(key);
+    return cur === undefined ? { err: 'ErrNoKey', value: '' } : { err: 'OK', value: cur };
+  }
+
   get size(): number {
     return this.data.size;
   }

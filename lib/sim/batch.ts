@@ -16,12 +16,14 @@ export interface BatchResult {
   committed: number;
   installs: number;
   crashes: number;
+  reads: number;
+  transfers: number;
   failures: SimResult[];
 }
 
 /** Run seeds [from, from+count) and keep only what a report needs. */
 export function runBatch(task: BatchTask): BatchResult {
-  const out: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, crashes: 0, failures: [] };
+  const out: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, crashes: 0, reads: 0, transfers: 0, failures: [] };
   for (let seed = task.from; seed < task.from + task.count; seed++) {
     const r = simulate({ seed, peers: task.peers, faultMs: task.faultMs, bugs: task.bugs });
     out.seeds++;
@@ -30,6 +32,8 @@ export function runBatch(task: BatchTask): BatchResult {
     out.committed += r.committed;
     out.installs += r.installs;
     out.crashes += r.crashes;
+    out.reads += r.reads;
+    out.transfers += r.transfers;
     if (!r.ok) out.failures.push(r);
   }
   return out;

@@ -1,17 +1,24 @@
-import { MemoryStorage } from '../../storage/storage.js';
-import { RaftCore, type PlantedBugs } from '../raft/core.js';
+import { MemoryStorage, type Storage } from '../../storage/storage.js';
+import type { PlantedBugs } from '../raft/core.js';
 import { randInt, seededRng, type Rng } from '../raft/prng.js';
-import { MessageType, type Entry, type Message, type Ready, type Snapshot } from '../raft/types.js';
+import { MessageType, type InitialState, type Ready } from '../raft/types.js';
+import { PeerHost, type ReadConsistency } from '../node/host.js';
+import { HostMessageType, type WireMessage } from '../node/messages.js';
+import { Status, type Outcome } from '../node/outcome.js';
+import type { ByteStateMachine, Clock, EntryMeta, TimerHandle, Transport } from '../node/seams.js';
 import { EventHeap } from './heap.js';
 
 /**
- * Deterministic simulation of a Raft cluster: real RaftCore instances in one
- * thread, a simulated clock, a simulated network (drops, duplicates, delays
- * and so reordering, partitions that form and heal) and crashes that lose
- * everything a peer had not yet persisted. One seeded PRNG drives every
- * choice, so a seed replays exactly. Invariants are checked after every
- * event; after the fault phase, liveness is checked: a leader must emerge
- * and a new command commit within a bound.
+ * Deterministic simulation of a Raft group: the real peer host (lib/node,
+ * the drain loop the worker runs, state machine included) over simulated
+ * seams: a clock per peer (with a small rate skew), a network that drops,
+ * duplicates and delays (hence reorders) messages and forms and heals
+ * partitions, and storage whose crashes lose everything a peer had not
+ * written. One seeded PRNG drives every choice, so a seed replays exactly.
+ * Clients propose commands (some through followers, which forward them),
+ * read by ReadIndex or lease, and ask for leadership transfers.
+ * Invariants are checked after every event; after the fault phase,
+ * liveness is checked: a new command must commit and every peer catch up.
  */
 
 export const TICK_MS = 10;
@@ -22,7 +29,7 @@ export interface SimOptions {
   seed: number;
   /** Cluster size; 3 or 5 drawn from the seed when omitted. */
   peers?: number;
-  /** Simulated milliseconds of faults. Default 3000. */
+  /** Simulated milliseconds of faults. Default 8000. */
   faultMs?: number;
   /** Bound, in simulated ms, for a new command to commit once faults stop. Default 5000. */
   livenessMs?: number;
@@ -48,41 +55,51 @@ export interface SimResult {
   /** Snapshots installed from a leader (InstallSnapshot). */
   installs: number;
   crashes: number;
+  /** Reads answered (linearizable or lease), each checked. */
+  reads: number;
+  /** Leadership transfers that completed. */
+  transfers: number;
 }
 
 export class Violation extends Error {
   override name = 'Violation';
 }
 
+/** Thrown out of a peer's storage to crash it mid-drain; the simulator catches it. */
+class CrashSignal extends Error {}
+
 type SimEvent =
-  | { time: number; seq: number; kind: 'tick'; peer: number; inc: number }
-  | { time: number; seq: number; kind: 'deliver'; msg: Message }
-  | { time: number; seq: number; kind: 'drain'; peer: number; inc: number }
+  | { time: number; seq: number; kind: 'call'; peer: number; inc: number; fn: () => void; timer: { cancelled: boolean } }
+  | { time: number; seq: number; kind: 'deliver'; msg: WireMessage }
   | { time: number; seq: number; kind: 'fault' }
   | { time: number; seq: number; kind: 'propose' }
+  | { time: number; seq: number; kind: 'read' }
+  | { time: number; seq: number; kind: 'transfer' }
   | { time: number; seq: number; kind: 'restart'; peer: number }
   | { time: number; seq: number; kind: 'heal' };
-
-interface Service {
-  index: number;
-  hash: number;
-}
 
 interface SimPeer {
   id: number;
   disk: MemoryStorage;
-  core: RaftCore | undefined;
+  host: PeerHost | undefined;
   inc: number;
-  drainScheduled: boolean;
-  svc: Service;
+  /** This peer's clock runs at `rate` times simulated time. */
+  rate: number;
+  svc: ChainMachine | undefined;
   lastCommit: number;
   lastApplied: number;
   diskTerm: number;
-  snapEvery: number;
-  lastSnapAt: number;
+  snapshotThreshold: number;
   /** Terms in which this peer, as leader, already persisted a proposal / committed. */
   firstProposalTerm: number;
   firstCommitTerm: number;
+  /**
+   * A Ready that crashes the peer once it has been sent and applied
+   * ('sent'): nothing after it (a later message, a later write) happens.
+   */
+  crashAfter: Ready | undefined;
+  /** With that crash, bring back every peer that is down (Figure 8's step (d) needs the diverged one). */
+  reviveOthers: boolean;
 }
 
 function mix(h: number, x: number): number {
@@ -101,6 +118,17 @@ function putU32(bytes: Uint8Array, at: number, v: number): void {
   bytes[at + 3] = (v >>> 24) & 0xff;
 }
 
+function words(...vs: number[]): Uint8Array {
+  const b = new Uint8Array(4 * vs.length);
+  vs.forEach((v, k) => putU32(b, 4 * k, v));
+  return b;
+}
+
+/** The command id in an entry's data (0 for the empty entry a leader appends for a read). */
+function commandOf(data: Uint8Array): number {
+  return data.length === 0 ? 0 : u32(data, 0);
+}
+
 const typeName: Record<number, string> = {
   [MessageType.Vote]: 'Vote',
   [MessageType.VoteResponse]: 'VoteResp',
@@ -111,9 +139,11 @@ const typeName: Record<number, string> = {
   [MessageType.ReadIndex]: 'ReadIndex',
   [MessageType.ReadIndexResponse]: 'ReadIndexResp',
   [MessageType.TimeoutNow]: 'TimeoutNow',
+  [HostMessageType.Forward]: 'Forward',
+  [HostMessageType.ForwardReply]: 'ForwardReply',
 };
 
-function describeMessage(m: Message): string {
+function describeMessage(m: WireMessage): string {
   const head = `${typeName[m.type]} ${m.from}->${m.to} t${m.term}`;
   switch (m.type) {
     case MessageType.Vote:
@@ -121,9 +151,9 @@ function describeMessage(m: Message): string {
     case MessageType.VoteResponse:
       return `${m.pre ? 'Pre' : ''}${head} ${m.granted ? 'granted' : 'refused'}`;
     case MessageType.Append:
-      return `${head} prev=${m.prevLogIndex}/t${m.prevLogTerm} n=${m.entries.length} commit=${m.commit}`;
+      return `${head} prev=${m.prevLogIndex}/t${m.prevLogTerm} n=${m.entries.length} commit=${m.commit} seq=${m.seq ?? 0}`;
     case MessageType.AppendResponse:
-      return `${head} ${m.success ? 'ok' : 'reject'} index=${m.index}${m.success ? '' : ` hint=${m.hintIndex}/t${m.hintTerm}`}`;
+      return `${head} ${m.success ? 'ok' : 'reject'} index=${m.index}${m.success ? '' : ` hint=${m.hintIndex}/t${m.hintTerm}`} seq=${m.seq ?? 0}`;
     case MessageType.Snapshot:
       return `${head} snap=${m.snapshot.index}/t${m.snapshot.term}`;
     case MessageType.SnapshotResponse:
@@ -134,6 +164,61 @@ function describeMessage(m: Message): string {
       return `${head} ctx=${m.ctx} index=${m.index}`;
     case MessageType.TimeoutNow:
       return head;
+    case HostMessageType.Forward:
+      return `${head} ctx=${m.ctx} cmd=${commandOf(m.data)}`;
+    case HostMessageType.ForwardReply:
+      return `${head} ctx=${m.ctx} status=${m.status}`;
+  }
+}
+
+/**
+ * The service every peer runs: a hash chain over the commands it applied.
+ * Its state is (position, last command index, hash): the position is the
+ * log index it has reached (the host skips the empty entries leaders append
+ * for reads, so it may pass the last command); the hash folds in every
+ * command with its index. Results and answers are that state.
+ */
+class ChainMachine implements ByteStateMachine {
+  pos = 0;
+  real = 0;
+  hash = 0;
+
+  constructor(
+    private readonly sim: Simulation,
+    private readonly p: SimPeer,
+  ) {}
+
+  private state(): Uint8Array {
+    return words(this.pos, this.real, this.hash);
+  }
+
+  apply(command: Uint8Array, e: EntryMeta): Uint8Array {
+    this.sim.checkApply(this.p, this, e, command);
+    this.pos = e.index;
+    this.real = e.index;
+    this.hash = mix(mix(this.hash, e.index), u32(command, 0));
+    this.sim.recordApply(this.p, e, u32(command, 0), this.hash);
+    return this.state();
+  }
+
+  snapshot(): Uint8Array {
+    return words(this.real, this.hash);
+  }
+
+  restore(data: Uint8Array, e: EntryMeta): void {
+    if (data.length !== 8) this.sim.fail(`peer ${this.p.id}: snapshot ${e.index} has ${data.length} bytes, not 8`);
+    const real = u32(data, 0);
+    const hash = u32(data, 4);
+    if (real > e.index) this.sim.fail(`peer ${this.p.id}: snapshot labelled ${e.index} holds state through ${real}`);
+    this.sim.checkState(this.p, real, hash, `restored a snapshot at ${e.index} whose state differs from what was applied through ${real}`);
+    if (e.index < this.pos && this.p.host) this.sim.fail(`peer ${this.p.id}: snapshot ${e.index} would move its service back from ${this.pos}`);
+    this.pos = e.index;
+    this.real = real;
+    this.hash = hash;
+  }
+
+  query(): Uint8Array {
+    return this.state();
   }
 }
 
@@ -144,39 +229,51 @@ export class Simulation {
   private readonly faultMs: number;
   private readonly livenessMs: number;
   private readonly bugs: PlantedBugs | undefined;
-  private readonly peers: SimPeer[] = [];
+  readonly peers: SimPeer[] = [];
   private readonly queue = new EventHeap<SimEvent>();
   private seq = 0;
   private now = 0;
   private events = 0;
   private readonly traceSize: number;
   /** Recent events, formatted only if a violation needs them. */
-  private readonly trace: { time: number; text?: string; msg?: Message }[] = [];
+  private readonly trace: { time: number; text?: string; msg?: WireMessage }[] = [];
 
   // network
   private group: number[];
   private dropRate = 0;
   private dupRate = 0;
   private maxDelay = 5;
-  private healed = false;
+  healed = false;
   /** Per-seed fault profile: how hard focused crashes hit, how sparse proposals are. */
   private readonly crashScale: number;
   private readonly proposeGap: number;
+  /** Longest gap between two reads; 0: no reads in this seed (a new leader then appends no empty entry). */
+  private readonly readGap: number;
+  /** Lease reads (and the start-up refusal of pre-votes they need) on this seed. */
+  private readonly leaseReads: boolean;
   private readonly preVote: boolean;
   private readonly refuseWithoutQuorum: boolean;
   private readonly maxInflight: number;
+  /** Leadership transfers are asked for on a third of the seeds: a leader that began one holds no lease. */
+  private readonly transfers_: boolean;
 
   // what the checks remember
   private readonly leaderOfTerm = new Map<number, number>();
   /** (index, term) -> command id and term at index-1, from every persisted entry. */
   private readonly entryRecord = new Map<number, { cmd: number; prevTerm: number }>();
-  /** index -> hash of the applied prefix through index, from the first peer that applied it. */
+  /** index -> hash of the applied commands through index, from the first peer that applied it. */
   private readonly chain: number[] = [0];
   private readonly committedTerm: number[] = [0];
+  /** TimeoutNow (from, to, term) -> the sender's last index and term when it sent it. */
+  private readonly timeoutNows = new Map<string, { lastIndex: number; lastTerm: number }>();
   private maxApplied = 0;
+  /** The highest index of a write whose proposer has been answered Ok. */
+  private ackedIndex = 0;
   private nextCmd = 1;
   private installs = 0;
   private crashes = 0;
+  private reads = 0;
+  private transfers = 0;
   private marker = 0;
   private markerCommitted = false;
   /** Index the marker command was committed at. */
@@ -187,43 +284,51 @@ export class Simulation {
     this.seed = opts.seed;
     this.rng = seededRng(opts.seed);
     this.n = opts.peers ?? (this.rng() < 0.5 ? 3 : 5);
-    this.faultMs = opts.faultMs ?? 3000;
+    this.faultMs = opts.faultMs ?? 8000;
     this.livenessMs = opts.livenessMs ?? 5000;
     this.bugs = opts.bugs;
     this.preVote = opts.preVote ?? opts.seed % 2 === 1;
     this.refuseWithoutQuorum = opts.refuseWithoutQuorum ?? opts.seed % 4 >= 2;
-    // Without a PRNG draw, so existing seeds keep their paths: 1 (the Cluster default), 2 or 8.
+    // Without a PRNG draw: 1 (the Cluster default), 2 or 8.
     this.maxInflight = [1, 2, 8][Math.floor(opts.seed / 2) % 3]!;
+    this.transfers_ = opts.seed % 3 === 0;
     this.traceSize = opts.traceSize ?? 30;
     this.group = new Array(this.n).fill(0);
     this.crashScale = [0.5, 1, 3][randInt(this.rng, 0, 2)]!;
-    this.proposeGap = [40, 150, 300][randInt(this.rng, 0, 2)]!;
+    this.proposeGap = [40, 150, 300, 600][randInt(this.rng, 0, 3)]!;
+    this.readGap = [0, 0, 60, 200][randInt(this.rng, 0, 3)]!;
+    this.leaseReads = this.rng() < 0.5;
     this.pickNetwork();
     for (let id = 0; id < this.n; id++) {
       const p: SimPeer = {
         id,
         disk: new MemoryStorage(),
-        core: undefined,
+        host: undefined,
         inc: 0,
-        drainScheduled: false,
-        svc: { index: 0, hash: 0 },
+        // Clocks run at slightly different rates (well inside the lease's drift margin).
+        rate: 1 + (this.rng() * 2 - 1) * 0.002,
+        svc: undefined,
         lastCommit: 0,
         lastApplied: 0,
         diskTerm: 0,
-        snapEvery: randInt(this.rng, 4, 30),
-        lastSnapAt: 0,
+        // The host's own snapshot policy, at a few entries' worth of state.
+        snapshotThreshold: 37 + 8 * randInt(this.rng, 4, 30),
         firstProposalTerm: 0,
         firstCommitTerm: 0,
+        crashAfter: undefined,
+        reviveOthers: false,
       };
       this.peers.push(p);
       this.boot(p);
     }
     this.schedule({ kind: 'fault' }, 50);
     this.schedule({ kind: 'propose' }, randInt(this.rng, 5, 40));
+    if (this.readGap > 0) this.schedule({ kind: 'read' }, randInt(this.rng, 5, this.readGap));
+    this.schedule({ kind: 'transfer' }, randInt(this.rng, 100, 1000));
     this.schedule({ kind: 'heal' }, this.faultMs);
   }
 
-  private schedule(ev: { kind: string } & Record<string, unknown>, delay: number): void {
+  schedule(ev: { kind: string } & Record<string, unknown>, delay: number): void {
     this.queue.push({ ...ev, time: this.now + delay, seq: this.seq++ } as SimEvent);
   }
 
@@ -232,16 +337,16 @@ export class Simulation {
     this.trace.push({ time: this.now, text });
   }
 
-  private noteDelivery(msg: Message): void {
+  private noteDelivery(msg: WireMessage): void {
     if (this.trace.length >= this.traceSize) this.trace.shift();
     this.trace.push({ time: this.now, msg });
   }
 
   private formatTrace(): string[] {
-    return this.trace.map((r) => `${String(r.time).padStart(6)}ms ${r.text ?? `deliver ${describeMessage(r.msg!)}`}`);
+    return this.trace.map((r) => `${r.time.toFixed(1).padStart(8)}ms ${r.text ?? `deliver ${describeMessage(r.msg!)}`}`);
   }
 
-  private fail(message: string): never {
+  fail(message: string): never {
     throw new Violation(message);
   }
 
@@ -249,72 +354,94 @@ export class Simulation {
 
   private boot(p: SimPeer): void {
     p.inc++;
-    const initial = p.disk.load();
-    p.core = new RaftCore({
-      id: p.id,
-      peers: this.n,
-      electionTicks: ELECTION_TICKS,
-      heartbeatTicks: HEARTBEAT_TICKS,
-      rng: seededRng(Math.floor(this.rng() * 2 ** 32)),
-      initial,
-      maxInflight: this.maxInflight,
-      maxEntriesPerMessage: 16,
-      preVote: this.preVote,
-      refuseWithoutQuorum: this.refuseWithoutQuorum,
-      bugs: this.bugs,
-    });
-    p.svc = { index: 0, hash: 0 };
-    if (initial.snapshot && initial.snapshot.index > 0) this.restore(p, initial.snapshot);
-    p.lastCommit = p.core.log.commitIndex;
-    p.lastApplied = p.core.log.appliedIndex;
-    p.drainScheduled = false;
-    this.schedule({ kind: 'tick', peer: p.id, inc: p.inc }, randInt(this.rng, 1, TICK_MS));
+    p.crashAfter = undefined;
+    const inc = p.inc;
+    const sim = this;
+    const clock: Clock = {
+      now: () => sim.now * p.rate,
+      setTimer: (fn, ms) => {
+        const timer = { cancelled: false };
+        sim.schedule({ kind: 'call', peer: p.id, inc, fn, timer }, ms / p.rate);
+        return timer;
+      },
+      clearTimer: (t: TimerHandle) => {
+        (t as { cancelled: boolean }).cancelled = true;
+      },
+      // Persisting lags the input a little, so a crash can fall in between.
+      defer: (fn) => sim.schedule({ kind: 'call', peer: p.id, inc, fn, timer: { cancelled: false } }, randInt(sim.rng, 0, 3)),
+    };
+    const transport: Transport = {
+      send: (m) => {
+        // Past a 'sent' crash point only that Ready's own messages still leave.
+        if (p.crashAfter && !p.crashAfter.messages.includes(m as never)) throw new CrashSignal();
+        sim.send(m);
+      },
+      flush: () => {},
+      close: () => {},
+      // As in one process: a peer's channel closes when its worker dies.
+      reachable: (peer) => sim.peers[peer]!.host !== undefined,
+    };
+    const storage: Storage = {
+      load: (): InitialState => p.disk.load(),
+      save: (rd: Ready) => sim.save(p, rd),
+      close: () => {},
+    };
+    p.svc = new ChainMachine(this, p);
+    p.host = undefined;
+    const host = new PeerHost(
+      {
+        id: p.id,
+        peers: this.n,
+        seed: Math.floor(this.rng() * 2 ** 32),
+        timing: { tickMs: TICK_MS, electionTicks: ELECTION_TICKS, heartbeatTicks: HEARTBEAT_TICKS },
+        maxInflight: this.maxInflight,
+        maxEntriesPerMessage: 16,
+        preVote: this.preVote,
+        refuseWithoutQuorum: this.refuseWithoutQuorum,
+        leaseReads: this.leaseReads,
+        leaseMarginTicks: 1,
+        snapshotThreshold: p.snapshotThreshold,
+        bugs: this.bugs,
+      },
+      { storage, transport, clock, stateMachine: p.svc },
+    );
+    p.host = host;
+    p.lastCommit = host.core.log.commitIndex;
+    p.lastApplied = host.core.log.appliedIndex;
   }
 
   private crash(p: SimPeer): void {
-    if (!p.core) return;
-    p.core = undefined;
+    if (!p.host) return;
+    p.host = undefined;
+    p.crashAfter = undefined;
     this.crashes++;
-    this.note(`CRASH peer ${p.id} (unpersisted state lost)`);
+    this.note(`CRASH peer ${p.id} (unwritten state lost)`);
+    for (const q of this.peers) q.host?.unreachable(p.id);
     // Quick restarts matter as much as long outages: a peer back within a
     // message delay meets requests that were addressed to its old self.
     const downtime = this.rng() < 0.5 ? randInt(this.rng, 1, 20) : randInt(this.rng, 30, 600);
     this.schedule({ kind: 'restart', peer: p.id }, downtime);
   }
 
-  private touched(p: SimPeer): void {
-    if (p.drainScheduled || !p.core) return;
-    p.drainScheduled = true;
-    // Persisting lags the input a little, so a crash can fall in between.
-    this.schedule({ kind: 'drain', peer: p.id, inc: p.inc }, randInt(this.rng, 0, 3));
-  }
-
-  // ---- the service: a hash chain of applied commands ----------------------------
+  // ---- the service's checks ----------------------------------------------------------
 
   /** Liveness: the new command committed and every peer's service has caught up to it. */
   private allCaughtUp(): boolean {
-    return this.markerCommitted && this.peers.every((q) => q.core !== undefined && q.svc.index >= this.markerAt);
+    return this.markerCommitted && this.peers.every((q) => q.host !== undefined && q.svc!.pos >= this.markerAt);
   }
 
-  private restore(p: SimPeer, snap: Snapshot): void {
-    if (snap.data.length !== 8) this.fail(`peer ${p.id}: snapshot ${snap.index} has ${snap.data.length} bytes, not 8`);
-    const index = u32(snap.data, 0);
-    const hash = u32(snap.data, 4);
-    if (index !== snap.index) this.fail(`peer ${p.id}: snapshot labelled ${snap.index} holds state through ${index}`);
-    const known = this.chain[index];
-    if (known !== undefined && known !== hash) {
-      this.fail(`state machine safety: peer ${p.id} restored a snapshot at ${index} whose state differs from what was applied there`);
+  /** Before a command is applied: it comes after the last, and whatever the host skipped was empty entries. */
+  checkApply(p: SimPeer, svc: ChainMachine, e: EntryMeta, command: Uint8Array): void {
+    if (e.index <= svc.pos) this.fail(`peer ${p.id}: applied index ${e.index} after ${svc.pos} (a repeat)`);
+    if (command.length !== 4) this.fail(`peer ${p.id}: the command at ${e.index} has ${command.length} bytes`);
+    const log = p.host?.core.log;
+    for (let i = svc.pos + 1; i < e.index && log; i++) {
+      const skipped = log.entry(i);
+      if (skipped && skipped.data.length > 0) this.fail(`peer ${p.id}: applied index ${e.index} after ${svc.pos}, skipping the command at ${i}`);
     }
-    if (index < p.svc.index && p.core) {
-      this.fail(`peer ${p.id}: snapshot ${index} would move its service back from ${p.svc.index}`);
-    }
-    p.svc = { index, hash };
   }
 
-  private apply(p: SimPeer, e: Entry): void {
-    if (e.index !== p.svc.index + 1) this.fail(`peer ${p.id}: applied index ${e.index} after ${p.svc.index} (gap or repeat)`);
-    const cmd = u32(e.data, 0);
-    const hash = mix(mix(p.svc.hash, e.index), cmd);
+  recordApply(p: SimPeer, e: EntryMeta, cmd: number, hash: number): void {
     const known = this.chain[e.index];
     if (known === undefined) {
       this.chain[e.index] = hash;
@@ -322,7 +449,6 @@ export class Simulation {
     } else if (known !== hash) {
       this.fail(`state machine safety: peer ${p.id} applied a different command (or prefix) at index ${e.index}`);
     }
-    p.svc = { index: e.index, hash };
     if (e.index > this.maxApplied) this.maxApplied = e.index;
     if (cmd === this.marker && this.marker !== 0 && !this.markerCommitted) {
       this.markerCommitted = true;
@@ -330,42 +456,12 @@ export class Simulation {
     }
   }
 
-  private maybeSnapshot(p: SimPeer): void {
-    const core = p.core!;
-    if (p.svc.index - p.lastSnapAt < p.snapEvery || this.rng() < 0.5) return;
-    const data = new Uint8Array(8);
-    putU32(data, 0, p.svc.index);
-    putU32(data, 4, p.svc.hash);
-    if (core.compact(p.svc.index, data)) {
-      p.lastSnapAt = p.svc.index;
-      this.note(`peer ${p.id} snapshots through ${p.svc.index}`);
-      this.touched(p);
-    }
+  checkState(p: SimPeer, real: number, hash: number, what: string): void {
+    const known = this.chain[real];
+    if (real > 0 && known !== undefined && known !== hash) this.fail(`state machine safety: peer ${p.id} ${what}`);
   }
 
-  // ---- the Ready loop ------------------------------------------------------------
-
-  private drain(p: SimPeer): void {
-    p.drainScheduled = false;
-    const core = p.core!;
-    while (core.hasReady()) {
-      const rd = core.ready();
-      const crashAt = this.healed ? 'never' : this.crashPoint(p, core, rd);
-      for (let i = 0; i < rd.earlyCount; i++) this.send(rd.messages[i]!);
-      if (crashAt === 'early') return this.crash(p);
-      this.persist(p, rd);
-      if (crashAt === 'persisted') return this.crash(p);
-      for (let i = rd.earlyCount; i < rd.messages.length; i++) this.send(rd.messages[i]!);
-      if (rd.applySnapshot) {
-        this.installs++;
-        this.restore(p, rd.applySnapshot);
-      }
-      for (const e of rd.committed) this.apply(p, e);
-      if (crashAt === 'sent') return this.crash(p);
-      core.advance(rd);
-      this.maybeSnapshot(p);
-    }
-  }
+  // ---- storage: crash points and what persisting must never do -----------------------
 
   /**
    * Crashes aimed at the moments that matter (TigerBeetle-style fault
@@ -375,7 +471,8 @@ export class Simulation {
    * first proposal or its first commit (the steps of Figure 8). 'early':
    * after the messages allowed to precede the write left, before the write.
    */
-  private crashPoint(p: SimPeer, core: RaftCore, rd: Ready): 'never' | 'early' | 'persisted' | 'sent' {
+  private crashPoint(p: SimPeer, rd: Ready): 'never' | 'early' | 'persisted' | 'sent' {
+    const core = p.host!.core;
     const r = this.rng() / this.crashScale;
     if (rd.hardState) return r < 0.05 ? 'persisted' : r < 0.15 ? 'sent' : r < 0.2 ? 'early' : 'never';
     if (!core.isLeader()) return 'never';
@@ -386,6 +483,13 @@ export class Simulation {
     }
     if (rd.committed.length > 0 && p.firstCommitTerm !== term) {
       p.firstCommitTerm = term;
+      // Above all when it commits entries of earlier terms (Figure 8's step
+      // (c)); then the peers that are down come back, among them perhaps one
+      // whose log diverged in a later term (step (d)).
+      if (rd.committed[0]!.term < term && r < 0.7) {
+        p.reviveOthers = true;
+        return 'sent';
+      }
       return r < 0.4 ? 'sent' : 'never';
     }
     if (rd.entries.length > 0) return r < 0.03 ? 'persisted' : r < 0.05 ? 'sent' : r < 0.07 ? 'early' : 'never';
@@ -393,29 +497,33 @@ export class Simulation {
     return 'never';
   }
 
-  private persist(p: SimPeer, rd: Ready): void {
+  private save(p: SimPeer, rd: Ready): void {
+    if (p.crashAfter) throw new CrashSignal();
+    const crashAt = this.healed ? 'never' : this.crashPoint(p, rd);
+    if (crashAt === 'early') throw new CrashSignal();
     if (rd.hardState) {
       if (rd.hardState.term < p.diskTerm) this.fail(`peer ${p.id}: persisted term went back from ${p.diskTerm} to ${rd.hardState.term}`);
       p.diskTerm = rd.hardState.term;
     }
-    const core = p.core!;
+    const core = p.host!.core;
     for (const e of rd.entries) {
       if (e.term >= 1 << 16) this.fail('term too large for the simulator checks');
       const prevTerm = core.log.term(e.index - 1) ?? -1;
       const key = e.index * 65536 + e.term;
-      const cmd = u32(e.data, 0);
+      const cmd = commandOf(e.data);
       const seen = this.entryRecord.get(key);
       if (!seen) {
         this.entryRecord.set(key, { cmd, prevTerm });
       } else if (seen.cmd !== cmd) {
         this.fail(`log matching: two different entries at index ${e.index} in term ${e.term} (peer ${p.id})`);
       } else if (seen.prevTerm !== -1 && prevTerm !== -1 && seen.prevTerm !== prevTerm) {
-        this.fail(
-          `log matching: entry ${e.index}/t${e.term} follows term ${prevTerm} on peer ${p.id} but term ${seen.prevTerm} elsewhere`,
-        );
+        this.fail(`log matching: entry ${e.index}/t${e.term} follows term ${prevTerm} on peer ${p.id} but term ${seen.prevTerm} elsewhere`);
       }
     }
+    if (rd.applySnapshot) this.installs++;
     p.disk.save(rd);
+    if (crashAt === 'persisted') throw new CrashSignal();
+    if (crashAt === 'sent') p.crashAfter = rd;
   }
 
   // ---- network -------------------------------------------------------------------
@@ -426,11 +534,29 @@ export class Simulation {
     this.maxDelay = [3, 15, 60][randInt(this.rng, 0, 2)]!;
   }
 
-  private send(m: Message): void {
+  private send(m: WireMessage): void {
+    if (m.type === MessageType.TimeoutNow) {
+      const log = this.peers[m.from]!.host!.core.log;
+      this.timeoutNows.set(`${m.from}/${m.to}/${m.term}`, { lastIndex: log.lastIndex(), lastTerm: log.lastTerm() });
+    }
     if (this.group[m.from] !== this.group[m.to]) return;
     if (this.rng() < this.dropRate) return;
     this.schedule({ kind: 'deliver', msg: m }, randInt(this.rng, 1, this.maxDelay));
     if (this.rng() < this.dupRate) this.schedule({ kind: 'deliver', msg: m }, randInt(this.rng, 1, this.maxDelay * 2));
+  }
+
+  /** A transfer's target campaigns only once it holds its leader's whole log (thesis 3.10). */
+  private checkTimeoutNow(p: SimPeer, m: WireMessage): void {
+    const core = p.host!.core;
+    if (m.type !== MessageType.TimeoutNow || m.term !== core.currentTerm() || core.isLeader()) return;
+    const sent = this.timeoutNows.get(`${m.from}/${m.to}/${m.term}`)!;
+    const t = core.log.term(sent.lastIndex);
+    const holds = t === sent.lastTerm || (t === undefined && core.log.snapshotIndex() > sent.lastIndex);
+    if (!holds) {
+      this.fail(
+        `transfer: peer ${p.id} was told to campaign by leader ${m.from} of term ${m.term} without holding its log through ${sent.lastIndex}/t${sent.lastTerm} (it has ${core.log.lastIndex()}/t${core.log.lastTerm()})`,
+      );
+    }
   }
 
   private fault(): void {
@@ -445,14 +571,16 @@ export class Simulation {
         for (let i = 0; i < this.n; i++) this.group[i] = this.rng() < 0.5 ? 0 : 1;
         this.note(`network: partition ${JSON.stringify(this.group)}`);
       } else {
-        const lone = randInt(this.rng, 0, this.n - 1);
+        // Half the time the leader: a deposed leader that does not know it yet is where reads go wrong.
+        const leader = this.peers.find((q) => q.host?.core.isLeader());
+        const lone = leader && this.rng() < 0.5 ? leader.id : randInt(this.rng, 0, this.n - 1);
         this.group.fill(0);
         this.group[lone] = 1;
         this.note(`network: peer ${lone} isolated`);
       }
     } else if (r < 0.16) {
       // Half the crashes hit whoever leads: the scenarios of Figure 8 need leaders to die mid-replication.
-      const leaders = this.peers.filter((q) => q.core?.isLeader());
+      const leaders = this.peers.filter((q) => q.host?.core.isLeader());
       const p = leaders.length > 0 && this.rng() < 0.5 ? leaders[randInt(this.rng, 0, leaders.length - 1)]! : this.peers[randInt(this.rng, 0, this.n - 1)]!;
       this.crash(p);
     } else if (r < 0.19) {
@@ -460,7 +588,7 @@ export class Simulation {
       this.note(`network: drop ${this.dropRate}, duplicate ${this.dupRate}, delay 1-${this.maxDelay} ms`);
     } else if (r < 0.22) {
       // Peers with diverging logs coming back together is where Figure 8 lives.
-      const down = this.peers.filter((q) => !q.core);
+      const down = this.peers.filter((q) => !q.host);
       if (down.length > 0) this.note(`restart everyone down: ${down.map((q) => q.id).join(',')}`);
       for (const q of down) {
         this.boot(q);
@@ -481,37 +609,99 @@ export class Simulation {
     this.dupRate = 0;
     this.maxDelay = 5;
     this.note('faults stop: network healed, crashed peers restart');
-    for (const p of this.peers) if (!p.core) this.boot(p);
+    for (const p of this.peers) if (!p.host) this.boot(p);
+  }
+
+  // ---- clients: proposals, reads, transfers -------------------------------------------------
+
+  private onProposed(cmd: number, o: Outcome): void {
+    if (o.status !== Status.Ok) return;
+    if (o.index === undefined || o.data === undefined) this.fail(`proposal of cmd ${cmd}: answered Ok without its index and result`);
+    const real = u32(o.data, 4);
+    if (real !== o.index) this.fail(`proposal of cmd ${cmd}: the result is the state after ${real}, not after its own entry ${o.index}`);
+    if (o.index > this.ackedIndex) this.ackedIndex = o.index;
   }
 
   private propose(): void {
-    const order = this.peers.filter((p) => p.core);
     let cmd = this.nextCmd;
     const wantMarker = this.healed && !this.markerCommitted && this.now - this.lastMarkerProposal >= 200;
     if (wantMarker) {
       if (this.marker === 0) this.marker = this.nextCmd++;
       cmd = this.marker;
     }
+    const live = this.peers.filter((p) => p.host);
+    // A third of the proposals go to a random peer that forwards them to its leader.
+    const forward = live.length > 0 && this.rng() < 0.33;
+    const order = forward ? [live[randInt(this.rng, 0, live.length - 1)]!] : live;
     for (let k = order.length; k > 0; k--) {
       const p = order.splice(randInt(this.rng, 0, k - 1), 1)[0]!;
-      const data = new Uint8Array(4);
-      putU32(data, 0, cmd);
-      const placed = p.core!.propose(data);
-      if (placed) {
+      let refused = false;
+      const c = cmd;
+      p.host!.propose(words(cmd), { forward, timeoutMs: 1000 }, (o) => {
+        if (o.status === Status.NotLeader) refused = true;
+        this.onProposed(c, o);
+      });
+      if (!refused) {
         if (!wantMarker) this.nextCmd++;
         else this.lastMarkerProposal = this.now;
-        this.note(`propose cmd ${cmd} at peer ${p.id}: index ${placed.index} term ${placed.term}`);
-        this.touched(p);
+        this.note(`propose cmd ${cmd} at peer ${p.id}${forward ? ' (forwarded)' : ''}`);
         break;
       }
     }
     this.schedule({ kind: 'propose' }, randInt(this.rng, 5, this.proposeGap));
   }
 
+  /** A linearizable (or lease) read must see every write acknowledged before it began. */
+  private read(): void {
+    const live = this.peers.filter((p) => p.host);
+    // Half the reads go to a peer that believes it leads: with a partition,
+    // possibly a deposed leader, where a read that skips its round goes wrong.
+    const leaders = live.filter((p) => p.host!.core.isLeader());
+    // With two, the one of the older term is deposed and does not know it yet.
+    const stale = leaders.length > 1 ? [leaders.reduce((a, b) => (a.host!.core.currentTerm() <= b.host!.core.currentTerm() ? a : b))] : leaders;
+    const pool = leaders.length > 0 && this.rng() < 0.5 ? stale : live;
+    if (pool.length > 0) {
+      const p = pool[randInt(this.rng, 0, pool.length - 1)]!;
+      const consistency: ReadConsistency = this.rng() < 0.5 ? 'linearizable' : 'lease';
+      const ackedBefore = this.ackedIndex;
+      const at = this.now;
+      p.host!.read(new Uint8Array(1), { consistency, forward: true, timeoutMs: 500 }, (o) => {
+        if (o.status !== Status.Ok) return;
+        const pos = u32(o.data!, 0);
+        const real = u32(o.data!, 4);
+        const hash = u32(o.data!, 8);
+        this.reads++;
+        this.note(`peer ${p.id} answers a ${consistency} read begun at ${at.toFixed(1)} ms: state through ${pos}`);
+        if (pos < ackedBefore) {
+          this.fail(`linearizable read: peer ${p.id} answered a ${consistency} read begun at ${at.toFixed(1)} ms with the state through ${pos}, but the write at ${ackedBefore} had been acknowledged before it began`);
+        }
+        this.checkState(p, real, hash, 'answered a read with a state that was never applied');
+      });
+    }
+    this.schedule({ kind: 'read' }, randInt(this.rng, 5, this.readGap));
+  }
+
+  private transfer(): void {
+    const leader = this.peers.find((q) => q.host?.core.isLeader());
+    if (leader && !this.healed && this.transfers_) {
+      const others = this.peers.filter((q) => q !== leader);
+      // Half the time the most lagging peer by the leader's own log: catching up must happen first.
+      const to = this.rng() < 0.5 ? others[randInt(this.rng, 0, others.length - 1)]! : others.reduce((a, b) => (lagOf(a) >= lagOf(b) ? a : b));
+      this.note(`transfer leadership ${leader.id} -> ${to.id}`);
+      leader.host!.transferLeadership(to.id, 300, (o) => {
+        if (o.status === Status.Ok) this.transfers++;
+      });
+    }
+    this.schedule({ kind: 'transfer' }, randInt(this.rng, 200, 1000));
+    function lagOf(q: SimPeer): number {
+      return q.host ? -q.host.core.log.lastIndex() : 0;
+    }
+  }
+
   // ---- checks after every event --------------------------------------------------
 
   private check(p: SimPeer): void {
-    const core = p.core;
+    const core = p.host?.core;
     if (!core) return;
     const log = core.log;
     if (log.commitIndex < p.lastCommit) this.fail(`peer ${p.id}: commit index went back from ${p.lastCommit} to ${log.commitIndex}`);
@@ -527,6 +717,7 @@ export class Simulation {
     this.note(`peer ${p.id} becomes leader of term ${term}`);
     // Leader completeness: every entry applied anywhere is in the new leader's log.
     for (let i = log.snapshotIndex() + 1; i <= this.maxApplied; i++) {
+      if (this.committedTerm[i] === undefined) continue;
       const t = log.term(i);
       if (t !== this.committedTerm[i]) {
         this.fail(`leader completeness: new leader ${p.id} of term ${term} lacks committed entry ${i}/t${this.committedTerm[i]} (has ${t ?? 'nothing'})`);
@@ -545,7 +736,7 @@ export class Simulation {
         if (!ev) this.fail('the event queue ran dry');
         this.now = ev.time;
         if (this.now > deadline) {
-          const lagging = this.peers.filter((q) => q.svc.index < this.markerAt).map((q) => `${q.id}@${q.svc.index}`);
+          const lagging = this.peers.filter((q) => (q.svc?.pos ?? 0) < this.markerAt).map((q) => `${q.id}@${q.svc?.pos ?? 0}`);
           this.fail(
             this.markerCommitted
               ? `liveness: peers ${lagging.join(', ')} did not catch up to index ${this.markerAt} within ${this.livenessMs} ms after faults stopped`
@@ -566,40 +757,55 @@ export class Simulation {
       ok: violation === undefined,
       violation,
       trace: this.formatTrace(),
-      simulatedMs: this.now,
+      simulatedMs: Math.round(this.now),
       events: this.events,
       committed: this.maxApplied,
       installs: this.installs,
       crashes: this.crashes,
+      reads: this.reads,
+      transfers: this.transfers,
     };
+  }
+
+  /** Run one of a peer's own steps (a timer, a drain); a storage crash point ends it there. */
+  private inPeer(p: SimPeer, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof CrashSignal)) throw e;
+      this.crash(p);
+      return;
+    }
+    if (!p.crashAfter) {
+      this.check(p);
+      return;
+    }
+    this.crash(p);
+    if (p.reviveOthers) {
+      p.reviveOthers = false;
+      for (const q of this.peers) {
+        if (q.host || q === p) continue;
+        this.boot(q);
+        this.note(`RESTART peer ${q.id} as its leader falls (term ${q.disk.load().hardState.term})`);
+      }
+    }
   }
 
   private step(ev: SimEvent): void {
     switch (ev.kind) {
-      case 'tick': {
+      case 'call': {
         const p = this.peers[ev.peer]!;
-        if (!p.core || p.inc !== ev.inc) return;
-        p.core.tick();
-        this.touched(p);
-        this.check(p);
-        this.schedule({ kind: 'tick', peer: p.id, inc: p.inc }, TICK_MS);
+        if (!p.host || p.inc !== ev.inc || ev.timer.cancelled) return;
+        this.inPeer(p, ev.fn);
         return;
       }
       case 'deliver': {
         const m = ev.msg;
         const p = this.peers[m.to]!;
-        if (!p.core || this.group[m.from] !== this.group[m.to]) return;
+        if (!p.host || this.group[m.from] !== this.group[m.to]) return;
         this.noteDelivery(m);
-        p.core.step(m);
-        this.touched(p);
-        this.check(p);
-        return;
-      }
-      case 'drain': {
-        const p = this.peers[ev.peer]!;
-        if (!p.core || p.inc !== ev.inc) return;
-        this.drain(p);
-        this.check(p);
+        this.checkTimeoutNow(p, m);
+        this.inPeer(p, () => p.host!.receive(m));
         return;
       }
       case 'fault':
@@ -608,9 +814,15 @@ export class Simulation {
       case 'propose':
         this.propose();
         return;
+      case 'read':
+        this.read();
+        return;
+      case 'transfer':
+        this.transfer();
+        return;
       case 'restart': {
         const p = this.peers[ev.peer]!;
-        if (p.core) return;
+        if (p.host) return;
         this.boot(p);
         this.note(`RESTART peer ${p.id} from its persisted state (term ${p.disk.load().hardState.term})`);
         return;

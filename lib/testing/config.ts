@@ -2,9 +2,9 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, type Applied, type AppliedSnapshot, type ClusterOptions } from '../cluster.js';
-import { decodeValue, encodeValue } from '../net/codec.js';
-import { PeerNotRunningError } from '../errors.js';
+import { Cluster, type Applied, type AppliedSnapshot, type ClusterOptions } from './cluster.js';
+import { decodeValue, encodeValue } from '../transport/codec.js';
+import { PeerNotRunningError } from '../api/errors.js';
 import { randInt, seededRng, type Rng } from '../raft/prng.js';
 
 /** The tester's assumed election deadline. */

@@ -1,2 +1,7 @@
 export * from './config.js';
-export * from "./kv-config.js";
+export * from './kv-config.js';
+export { Cluster, ClusterClosedError, DEFAULT_TIMING, type Applied, type AppliedSnapshot, type ApplyListener, type ClusterOptions } from './cluster.js';
+export { FaultState } from './faults.js';
+export { labEnds, type LabClientLink } from './lab-ends.js';
+export type { PeerState, PeerStatus, StartResult } from '../node/boot.js';
+export type { PeerTiming } from '../node/host.js';

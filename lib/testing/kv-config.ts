@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvOp, type KvOperation } from '../check/kv-model.js';
-import { Cluster, type ClusterOptions } from '../cluster.js';
+import { Cluster, type ClusterOptions } from './cluster.js';
+import { labEnds } from './lab-ends.js';
 import { Clerk } from '../kv/clerk.js';
 import { LabFailure, TEST_LIMIT_MS, sleep } from './config.js';
 import { randInt, seededRng, type Rng } from '../raft/prng.js';
@@ -190,7 +191,7 @@ export class KvConfig {
       [order[k], order[j]] = [order[j]!, order[k]!];
     }
     const { id, link } = this.cluster.openClient({ servers: to, order });
-    const ck: KvClient = { clerk: new Clerk(link), id };
+    const ck: KvClient = { clerk: new Clerk(labEnds(link)), id };
     this.clients.add(ck);
     return ck;
   }

@@ -14,7 +14,7 @@
  */
 import { writeSync } from 'node:fs';
 import { pack, unpack } from 'msgpackr';
-import { Cluster, type Applied, type AppliedSnapshot } from '../../lib/cluster.js';
+import { Cluster, type Applied, type AppliedSnapshot } from '../../lib/testing/cluster.js';
 
 const [dataDir, roundArg, mode] = process.argv.slice(2);
 if (!dataDir || !roundArg || (mode !== 'load' && mode !== 'final')) {

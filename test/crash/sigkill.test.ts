@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { unpack } from 'msgpackr';
 import t, { type Test } from 'tap';
-import { decodeValue } from '../../lib/net/codec.js';
+import { decodeValue } from '../../lib/transport/codec.js';
 import { SqliteStorage } from '../../storage/sqlite.js';
 
 /**

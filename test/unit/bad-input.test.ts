@@ -1,7 +1,7 @@
 import t from 'tap';
 import { encode } from 'msgpackr';
-import { Cluster, OptionError, PeerNotRunningError, ClusterClosedError } from '../../lib/index.js';
-import { Config, sleep } from '../../lib/testing/index.js';
+import { OptionError, PeerNotRunningError } from '../../lib/index.js';
+import { Cluster, ClusterClosedError, Config, sleep } from '../../lib/testing/index.js';
 
 t.test('invalid cluster options throw an OptionError naming the option', async (t) => {
   const cases: [Record<string, unknown>, string][] = [

@@ -2,9 +2,11 @@
 // this thread and in another worker, leader failover, and bad input.
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
-import { Cluster, ClusterClosedError, OptionError } from '../../lib/index.js';
-import { KvRequestError, MAX_KEY_BYTES, MAX_VALUE_BYTES, type EndUpdate } from '../../lib/kv/index.js';
-import { encodeValue } from '../../lib/net/codec.js';
+import { OptionError } from '../../lib/index.js';
+import { Cluster, ClusterClosedError } from '../../lib/testing/index.js';
+import { KvRequestError, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../../lib/kv/index.js';
+import type { EndUpdate } from '../../lib/api/client.js';
+import { encodeValue } from '../../lib/transport/codec.js';
 
 async function leaderOf(c: Cluster): Promise<number> {
   for (let k = 0; k < 300; k++) {

@@ -17,6 +17,8 @@ t.test(`the simulator finds no violation in ${CI_SEEDS} seeds`, async (t) => {
   t.ok(r.committed > CI_SEEDS * 10, `commands were committed (${r.committed})`);
   t.ok(r.crashes > CI_SEEDS, `peers crashed and restarted (${r.crashes})`);
   t.ok(r.installs > 0, `lagging peers caught up by InstallSnapshot (${r.installs})`);
+  t.ok(r.reads > CI_SEEDS, `linearizable and lease reads were answered and checked (${r.reads})`);
+  t.ok(r.transfers > 0, `leadership transfers completed (${r.transfers})`);
   t.comment(`${CI_SEEDS} seeds in ${secs.toFixed(1)} s, ${(r.simulatedMs / 1000 / secs).toFixed(0)} simulated s per wall s`);
 });
 
@@ -31,17 +33,22 @@ t.test('a seed replays exactly', async (t) => {
   t.not(JSON.stringify(x.trace), JSON.stringify(y.trace), 'different seeds take different paths');
 });
 
-const planted: [string, PlantedBugs, RegExp][] = [
+/** Each bug with the violation it must cause, and the election modes it can show in. */
+const planted: [string, PlantedBugs, RegExp, boolean[]?][] = [
   ['granting a vote without the up-to-date check', { voteWithoutLogCheck: true }, /leader completeness|state machine safety/],
   ['committing a previous-term entry by counting replicas', { commitPreviousTerm: true }, /leader completeness|state machine safety/],
   ['not truncating a conflicting suffix', { keepConflictingSuffix: true }, /log matching|state machine safety|leader completeness/],
   ['forgetting to persist the vote', { forgetVote: true }, /election safety|leader completeness|state machine safety/],
   ['sending votes and responses before they are written', { everythingEarly: true }, /election safety|leader completeness|state machine safety/],
+  ['a leader answering a ReadIndex read without the round that confirms it leads', { readWithoutRound: true }, /linearizable read/],
+  ['a transfer target told to campaign before it is caught up', { transferWithoutCatchUp: true }, /transfer: peer \d+ was told to campaign/],
+  // Leases rest on pre-vote (without it every lease read is a ReadIndex read).
+  ['a lease that never expires', { leaseWithoutExpiry: true }, /linearizable read/, [true]],
 ];
 
 // Each bug is hunted under both election modes: plain Figure 2 and pre-vote.
-for (const [name, bugs, kind] of planted) {
-  for (const preVote of [false, true]) {
+for (const [name, bugs, kind, modes] of planted) {
+  for (const preVote of modes ?? [false, true]) {
     const mode = preVote ? 'pre-vote elections' : 'plain elections';
     t.test(`the simulator catches a planted bug: ${name} (${mode})`, async (t) => {
       let found;

@@ -1,5 +1,6 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { MessageType, type Entry, type Message } from '../raft/types.js';
+import { HostMessageType, type WireMessage } from '../node/messages.js';
 
 /**
  * Wire format of one peer-to-peer frame: a msgpack array
@@ -12,7 +13,7 @@ import { MessageType, type Entry, type Message } from '../raft/types.js';
 export interface Frame {
   fromInc: number;
   toInc: number;
-  msg: Message;
+  msg: WireMessage;
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -51,6 +52,10 @@ export function encodeFrame(f: Frame): Uint8Array {
       return packr.pack([...head, m.ctx, m.index]);
     case MessageType.TimeoutNow:
       return packr.pack(head);
+    case HostMessageType.Forward:
+      return packr.pack([...head, m.ctx, m.timeoutMs, m.data]);
+    case HostMessageType.ForwardReply:
+      return packr.pack([...head, m.ctx, m.status, m.leader, m.index, m.data, m.message]);
   }
 }
 
@@ -61,6 +66,11 @@ function int(v: unknown, what: string): number {
 
 function bool(v: unknown, what: string): boolean {
   if (typeof v !== 'boolean') throw new DecodeError(`${what} is not a boolean`);
+  return v;
+}
+
+function str(v: unknown, what: string): string {
+  if (typeof v !== 'string') throw new DecodeError(`${what} is not a string`);
   return v;
 }
 
@@ -79,7 +89,7 @@ export function decodeFrame(raw: unknown): Frame {
   const term = int(raw[3], 'term');
   const from = int(raw[4], 'from');
   const to = int(raw[5], 'to');
-  let msg: Message;
+  let msg: WireMessage;
   switch (type) {
     case MessageType.Vote:
       msg = { type, term, from, to, lastLogIndex: int(raw[6], 'lastLogIndex'), lastLogTerm: int(raw[7], 'lastLogTerm'), pre: bool(raw[8], 'pre') };
@@ -134,11 +144,44 @@ export function decodeFrame(raw: unknown): Frame {
     case MessageType.TimeoutNow:
       msg = { type, term, from, to };
       break;
+    case HostMessageType.Forward:
+      msg = { type, term, from, to, ctx: int(raw[6], 'ctx'), timeoutMs: int(raw[7], 'timeoutMs'), data: bytes(raw[8], 'data') };
+      break;
+    case HostMessageType.ForwardReply:
+      msg = {
+        type,
+        term,
+        from,
+        to,
+        ctx: int(raw[6], 'ctx'),
+        status: int(raw[7], 'status'),
+        leader: int(raw[8], 'leader'),
+        index: int(raw[9], 'index'),
+        data: bytes(raw[10], 'data'),
+        message: str(raw[11], 'message'),
+      };
+      break;
     default:
       throw new DecodeError(`unknown message type ${String(type)}`);
   }
   return { fromInc, toInc, msg };
 }
+
+/** Is a message a request (a call, in the lab network's terms) rather than a reply? */
+export function isWireRequest(m: WireMessage): boolean {
+  switch (m.type) {
+    case MessageType.Vote:
+    case MessageType.Append:
+    case MessageType.Snapshot:
+    case MessageType.ReadIndex:
+    case MessageType.TimeoutNow:
+    case HostMessageType.Forward:
+      return true;
+    default:
+      return false;
+  }
+}
+
 
 /** Split a mailbox batch (concatenated msgpack values) into raw values. */
 export function unpackBatch(buf: Uint8Array): unknown[] {

@@ -1,0 +1,118 @@
+import { Packr, Unpackr } from 'msgpackr';
+import { isStatus, type Outcome, type Status } from '../node/outcome.js';
+
+/**
+ * What travels on a client channel (any thread <-> one peer's worker), as
+ * msgpack arrays, many concatenated in one posted buffer:
+ *   request: [id, kind, flags, timeoutMs, payload]
+ *   reply:   [id, status, leader, payload, message]
+ * kind 1 propose (payload: the command), 2 read (payload: the query).
+ * flags: bit 0 forward (a follower hands the request to its leader);
+ * bits 1-2 the read's consistency (0 linearizable, 1 lease, 2 stale).
+ */
+export const RequestKind = { Propose: 1, Read: 2 } as const;
+export type RequestKind = (typeof RequestKind)[keyof typeof RequestKind];
+
+export const CONSISTENCIES = ['linearizable', 'lease', 'stale'] as const;
+export type Consistency = (typeof CONSISTENCIES)[number];
+
+export const FLAG_FORWARD = 1;
+
+export function readFlags(consistency: Consistency, forward: boolean): number {
+  return (CONSISTENCIES.indexOf(consistency) << 1) | (forward ? FLAG_FORWARD : 0);
+}
+
+export interface ClientRequest {
+  id: number;
+  kind: RequestKind;
+  forward: boolean;
+  consistency: Consistency;
+  timeoutMs: number;
+  payload: Uint8Array;
+}
+
+export interface ClientReply {
+  id: number;
+  status: Status;
+  leader: number;
+  payload: Uint8Array | undefined;
+  message: string | undefined;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
+
+/** Exact-size copies, so they can be transferred rather than cloning msgpackr's pool buffer. */
+function pack(v: unknown[]): Uint8Array {
+  return new Uint8Array(packr.pack(v));
+}
+
+function unpackAll(bytes: unknown): unknown[] | undefined {
+  if (!(bytes instanceof Uint8Array)) return undefined;
+  try {
+    return unpackr.unpackMultiple(bytes) as unknown[];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Payloads are copied out of the batch, so a command kept in the log does not pin the whole buffer. */
+function own(v: Uint8Array): Uint8Array {
+  return Uint8Array.prototype.slice.call(v);
+}
+
+export function encodeRequest(id: number, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): Uint8Array {
+  return pack([id, kind, flags, timeoutMs, payload]);
+}
+
+/**
+ * The requests of one posted batch, each either well-formed or with the
+ * reason it is not (to be answered Rejected). Values without even an id
+ * have nobody to answer and count as `garbage`.
+ */
+export function decodeRequests(bytes: unknown): { requests: (ClientRequest | { id: number; refused: string })[]; garbage: number } {
+  const values = unpackAll(bytes);
+  if (!values) return { requests: [], garbage: 1 };
+  const requests: (ClientRequest | { id: number; refused: string })[] = [];
+  let garbage = 0;
+  for (const a of values) {
+    if (!Array.isArray(a) || !Number.isSafeInteger(a[0])) {
+      garbage++;
+      continue;
+    }
+    const [id, kind, flags, timeoutMs, payload] = a as unknown[];
+    const refuse = (refused: string) => requests.push({ id: id as number, refused });
+    if (kind !== RequestKind.Propose && kind !== RequestKind.Read) refuse(`unknown request kind ${JSON.stringify(kind)}`);
+    else if (!Number.isSafeInteger(flags) || (flags as number) < 0 || (flags as number) > 7) refuse('flags must be an integer in [0, 7]');
+    else if (!Number.isSafeInteger(timeoutMs) || (timeoutMs as number) < 1) refuse('timeoutMs must be a positive integer');
+    else if (!(payload instanceof Uint8Array)) refuse('the payload must be binary');
+    else {
+      const c = CONSISTENCIES[((flags as number) >> 1) & 3];
+      if (!c) refuse('unknown read consistency');
+      else {
+        requests.push({ id: id as number, kind, forward: ((flags as number) & FLAG_FORWARD) !== 0, consistency: c, timeoutMs: timeoutMs as number, payload: own(payload) });
+      }
+    }
+  }
+  return { requests, garbage };
+}
+
+export function encodeReply(id: number, o: Outcome): Uint8Array {
+  return pack([id, o.status, o.leader, o.data ?? null, o.message ?? null]);
+}
+
+/** The replies of one posted batch; malformed values are left out. */
+export function decodeReplies(bytes: unknown): ClientReply[] {
+  const out: ClientReply[] = [];
+  for (const a of unpackAll(bytes) ?? []) {
+    if (!Array.isArray(a) || !Number.isSafeInteger(a[0]) || !isStatus(a[1]) || !Number.isSafeInteger(a[2])) continue;
+    out.push({
+      id: a[0] as number,
+      status: a[1],
+      leader: a[2] as number,
+      payload: a[3] instanceof Uint8Array ? own(a[3]) : undefined,
+      message: typeof a[4] === 'string' ? a[4] : undefined,
+    });
+  }
+  return out;
+}

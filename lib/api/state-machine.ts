@@ -1,0 +1,188 @@
+import { pathToFileURL } from 'node:url';
+import { isAbsolute, resolve } from 'node:path';
+import { Packr, Unpackr } from 'msgpackr';
+import type { ByteStateMachine, EntryMeta } from '../node/seams.js';
+import { StateMachineError } from './errors.js';
+
+export type { EntryMeta };
+
+/**
+ * Your replicated state machine. Every peer's worker thread builds one from
+ * your module and drives it; all of its methods run on that thread,
+ * synchronously, one at a time.
+ *
+ * Commands, results, queries and answers are any values msgpack can encode
+ * (numbers, strings, booleans, null, arrays, plain objects, Uint8Array,
+ * Map, Date). They are encoded once on the caller's thread and decoded on
+ * the peer's, so what `apply` receives is a copy, never the caller's object.
+ */
+export interface StateMachine<Command = unknown, Result = unknown, Query = unknown, Answer = unknown> {
+  /**
+   * Apply one committed command and return its result. Called once per
+   * command, in log order, on every replica.
+   *
+   * Must be deterministic: the same commands in the same order give the
+   * same state and the same results on every replica. Use nothing that
+   * differs between peers or runs (the clock, random numbers, the
+   * environment, iteration order of anything you did not order yourself).
+   * Read what you need from the command or from `entry` (its log index
+   * and term are the same on every replica).
+   *
+   * A throw is this command's outcome on every replica: the proposer gets
+   * an ApplyError with its message, and the peer carries on with whatever
+   * state `apply` left. Check first, then change state, so that a refused
+   * command changes nothing.
+   */
+  apply(command: Command, entry: EntryMeta): Result;
+  /**
+   * Answer a read from the current state. Must not change the state
+   * (replicas that answer no reads must stay identical to ones that do).
+   * A throw reaches the reader as an ApplyError.
+   */
+  query(query: Query): Answer;
+  /**
+   * Everything applied so far, as bytes that `restore` accepts. The engine
+   * calls it when its snapshot policy says the log is long enough (see
+   * `snapshotThreshold`), then discards the log through the last applied
+   * entry. A snapshot taken on one replica may be restored on another.
+   */
+  snapshot(): Uint8Array;
+  /**
+   * Replace the whole state with a snapshot's (taken after the entry
+   * `entry`). Called when a peer starts from its stored snapshot and when
+   * a lagging peer receives the leader's; the next command applied is
+   * entry.index + 1.
+   */
+  restore(snapshot: Uint8Array, entry: EntryMeta): void;
+  /** The peer is stopping: release files, timers or anything else held. Optional. */
+  close?(): void;
+}
+
+/** What a state machine module's factory is told about where it runs. */
+export interface StateMachineContext {
+  /** This peer's id, 0..peers-1. */
+  peer: number;
+  peers: number;
+  /** Grows with every start of this peer. */
+  incarnation: number;
+}
+
+/**
+ * A state machine module exports `createStateMachine(options, context)`
+ * (or a default export that is that function), returning the instance or
+ * a promise of it.
+ */
+export type StateMachineFactory = (options: unknown, context: StateMachineContext) => StateMachine | Promise<StateMachine>;
+
+/** Which state machine a group runs: an ES module (path or URL) and options for its factory. */
+export interface StateMachineSpec {
+  /** A file path (absolute, or relative to the working directory) or a URL (file:, data:). */
+  module: string | URL;
+  /** Handed to the factory in every peer; structured-cloned, so plain data only. */
+  options?: unknown;
+}
+
+const METHODS = ['apply', 'query', 'snapshot', 'restore'] as const;
+
+/** The module as a URL string: absolute paths and paths relative to the working directory become file: URLs. */
+export function moduleUrl(module: string | URL): string {
+  if (module instanceof URL) return module.href;
+  if (typeof module !== 'string' || module === '') throw new StateMachineError('the state machine module must be a path or URL', String(module));
+  if (/^[a-z][a-z0-9+.-]*:/i.test(module) && !/^[a-z]:[\\/]/i.test(module)) return module;
+  return pathToFileURL(isAbsolute(module) ? module : resolve(module)).href;
+}
+
+/** Check that an instance keeps the contract, naming the first method it lacks. */
+export function checkInstance(sm: unknown, module: string): StateMachine {
+  if (typeof sm !== 'object' || sm === null) {
+    throw new StateMachineError(`${module}: createStateMachine returned ${sm === null ? 'null' : typeof sm}, not a state machine object`, module, 'createStateMachine');
+  }
+  for (const m of METHODS) {
+    if (typeof (sm as Record<string, unknown>)[m] !== 'function') {
+      throw new StateMachineError(`${module}: the state machine has no ${m}() method`, module, m);
+    }
+  }
+  const close = (sm as Record<string, unknown>).close;
+  if (close !== undefined && typeof close !== 'function') throw new StateMachineError(`${module}: close must be a method when present`, module, 'close');
+  return sm as StateMachine;
+}
+
+/** The factory a loaded module exports. */
+export function factoryOf(mod: unknown, module: string): StateMachineFactory {
+  const m = mod as Record<string, unknown>;
+  const f = typeof m.createStateMachine === 'function' ? m.createStateMachine : typeof m.default === 'function' ? m.default : undefined;
+  if (!f) {
+    throw new StateMachineError(
+      `${module}: the module exports no createStateMachine(options, context) function (nor a default export that is one)`,
+      module,
+      'createStateMachine',
+    );
+  }
+  return f as StateMachineFactory;
+}
+
+/**
+ * Import a state machine module and build its instance. `importModule` is
+ * the thread's import(): the bundled worker runs from a code cache, where
+ * import() has to come from its boot file.
+ */
+export async function loadStateMachine(
+  spec: { module: string; options?: unknown },
+  context: StateMachineContext,
+  importModule: (url: string) => Promise<unknown>,
+  builtins: ReadonlyMap<string, StateMachineFactory> = new Map(),
+): Promise<StateMachine> {
+  const module = spec.module;
+  let factory = builtins.get(module);
+  if (!factory) {
+    let mod: unknown;
+    try {
+      mod = await importModule(module);
+    } catch (e) {
+      throw new StateMachineError(`${module}: the module could not be imported: ${e instanceof Error ? e.message : String(e)}`, module);
+    }
+    factory = factoryOf(mod, module);
+  }
+  let sm: unknown;
+  try {
+    sm = await factory(spec.options, context);
+  } catch (e) {
+    throw new StateMachineError(`${module}: createStateMachine threw: ${e instanceof Error ? e.message : String(e)}`, module, 'createStateMachine');
+  }
+  return checkInstance(sm, module);
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: true });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: true, mapsAsObjects: true });
+
+/** Encode a command, result, query or answer: an exact-size copy, safe to transfer. */
+export function encodeValue(v: unknown): Uint8Array {
+  return new Uint8Array(packr.pack(v));
+}
+
+export function decodeValue(b: Uint8Array): unknown {
+  return unpackr.unpack(b);
+}
+
+/** A promise from apply or query would be encoded as an empty object: refuse it, saying why. */
+function synchronous(v: unknown, method: string): unknown {
+  if (typeof (v as { then?: unknown } | null)?.then === 'function') {
+    throw new Error(`${method}() returned a promise; it must return its result synchronously (apply runs in log order, on every replica alike)`);
+  }
+  return v;
+}
+
+/** Your state machine as the host drives it: bytes in, bytes out, msgpack in between. */
+export function byteStateMachine(sm: StateMachine): ByteStateMachine {
+  return {
+    apply: (command, meta) => encodeValue(synchronous(sm.apply(decodeValue(command), meta), 'apply')),
+    query: (q) => encodeValue(synchronous(sm.query(decodeValue(q)), 'query')),
+    snapshot: () => {
+      const data = sm.snapshot();
+      if (!(data instanceof Uint8Array)) throw new TypeError(`snapshot() must return a Uint8Array, got ${typeof data}`);
+      return data;
+    },
+    restore: (data, meta) => sm.restore(data, meta),
+    close: () => sm.close?.(),
+  };
+}

@@ -1,0 +1,367 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, Worker, type MessagePort, type Transferable } from 'node:worker_threads';
+import { StorageError } from '../../storage/sqlite.js';
+import type { PeerTiming } from '../node/host.js';
+import type { BootResult, LeaderEvent, PeerBoot, PeerControl } from '../node/boot.js';
+import { Comlink, nodeEndpoint, type Remote } from '../transport/comlink.js';
+import type { ClientLink, EndUpdate } from './client.js';
+import { GroupClosedError, OptionError, PeerNotRunningError, RaftError, StateMachineError, type SerializedError } from './errors.js';
+
+export interface SupervisorOptions {
+  n: number;
+  timing: PeerTiming;
+  seed: number;
+  host: PeerBoot['host'];
+  /** Where peer i keeps its state (`peer-<i>.sqlite`); volatile memory when absent. */
+  dataDir?: string;
+  fsync: boolean;
+  stateMachine: { module: string; options?: unknown };
+  /** The lab's fault-injecting network; absent: a plain one. */
+  faults?: SharedArrayBuffer;
+  onPeerError(peer: number, incarnation: number, err: Error): void;
+  onLeaderEvent?(peer: number, incarnation: number, ev: LeaderEvent): void;
+  /** Peer i is up (before client channels are handed out); the lab opens its fault fence here. */
+  afterStart?(peer: number, incarnation: number): void;
+  /** Peer i is about to go down; the lab fences it off here. */
+  beforeCrash?(peer: number): void;
+  /** What the caller name their group in errors ('the group', 'the cluster'). */
+  closedError?(what: string): Error;
+  /**
+   * close() stops each peer cleanly first (files closed, what is in flight
+   * answered) rather than only ending its thread (default true). The lab
+   * ends threads, as its crashes do.
+   */
+  cleanClose?: boolean;
+}
+
+/** Per start: state machine options for this incarnation, with the ports they carry. */
+export interface StartExtras {
+  stateMachineOptions?: unknown;
+  transfer?: Transferable[];
+}
+
+/** A peer worker thread, from its spawn on (it may be spawned before it knows which peer it is). */
+interface PeerThread {
+  worker: Worker;
+  dead: boolean;
+  /** Calls in flight, failed at once if the worker exits (one entry per call, removed when it settles). */
+  onExit: Set<() => void>;
+  /** Why the worker died, if it died of an error. */
+  error?: Error;
+  onError?: (err: Error) => void;
+}
+
+interface Slot {
+  thread: PeerThread;
+  api: Remote<PeerControl>;
+  incarnation: number;
+  events: MessagePort | undefined;
+}
+
+// The peer worker as one bundled CommonJS file, started through a small
+// entry point that runs it from a V8 code cache (scripts/bundle-peer.mjs and
+// scripts/peer-boot.cjs, run by `npm run build`): a worker boots on every
+// start, and one cached file loads far faster than the module graph it is
+// built from.
+const workerUrl = new URL('../../workers/peer-boot.cjs', import.meta.url);
+
+/** Rebuild a typed error that crossed from a worker as plain data. */
+function reviveError(e: SerializedError, module: string): Error {
+  switch (e.name) {
+    case 'StateMachineError':
+      return new StateMachineError(e.message, e.module ?? module, e.method);
+    case 'StorageError':
+      return new StorageError((e.code ?? 'corrupt') as never, e.file ?? '', e.file && e.message.startsWith(`${e.file}: `) ? e.message.slice(e.file.length + 2) : e.message);
+    case 'RaftOptionError':
+      return new OptionError(e.option ?? 'option', e.message.replace(/^[^:]*: /, ''));
+    default: {
+      const err = new Error(e.message);
+      err.name = e.name;
+      return err;
+    }
+  }
+}
+
+/**
+ * The worker threads of one group of peers: spawning, booting, wiring each
+ * pair with a MessageChannel, handing client channels to every registered
+ * link, crashing and restarting. The product group and the lab fixture both
+ * run on it.
+ */
+export class PeerSupervisor {
+  readonly n: number;
+  private readonly opts: SupervisorOptions;
+  private readonly slots: (Slot | undefined)[];
+  private incarnations = 0;
+  private closed = false;
+  /**
+   * A worker spawned while a peer is down, so that its start need not wait
+   * for a thread to boot and load its modules (about 90 ms here, a cost the
+   * crash-heavy lab tests would otherwise pay on every restart).
+   */
+  private spare: PeerThread | undefined;
+  private readonly links = new Set<MessagePort>();
+
+  constructor(opts: SupervisorOptions) {
+    this.opts = opts;
+    this.n = opts.n;
+    this.slots = new Array(opts.n).fill(undefined);
+    if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private closedError(what: string): Error {
+    return this.opts.closedError?.(what) ?? new GroupClosedError(what);
+  }
+
+  checkPeer(what: string, i: number): void {
+    if (this.closed) throw this.closedError(what);
+    if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= this.n) {
+      throw new OptionError('peer', `${what}: peer index must be an integer in [0, ${this.n - 1}], got ${String(i)}`);
+    }
+  }
+
+  isRunning(i: number): boolean {
+    return this.slots[i] !== undefined;
+  }
+
+  incarnation(i: number): number {
+    return this.slots[i]?.incarnation ?? 0;
+  }
+
+  /** Peer i's SQLite file, when the group has a data directory. */
+  storageFile(i: number): string | undefined {
+    return this.opts.dataDir === undefined ? undefined : join(this.opts.dataDir, `peer-${i}.sqlite`);
+  }
+
+  /** Spawn a fresh worker for peer i (crashing the running one first); resolves once it runs. */
+  async start(i: number, extras: StartExtras = {}): Promise<number> {
+    this.checkPeer('start', i);
+    await this.crash(i);
+    const incarnation = ++this.incarnations;
+    const ports: Record<number, MessagePort> = {};
+    const transfers: Transferable[] = [...(extras.transfer ?? [])];
+    const handoffs: Promise<void>[] = [];
+    for (let j = 0; j < this.n; j++) {
+      const other = this.slots[j];
+      if (j === i || !other) continue;
+      const { port1, port2 } = new MessageChannel();
+      ports[j] = port1;
+      transfers.push(port1);
+      handoffs.push(other.api.setPeerPort(i, Comlink.transfer(port2, [port2 as never])).catch(() => {}));
+    }
+    const o = this.opts;
+    // Leader changes are reported only to a group that listens (the lab does not).
+    const events = o.onLeaderEvent ? new MessageChannel() : undefined;
+    if (events) transfers.push(events.port2);
+    const boot: PeerBoot = {
+      id: i,
+      n: this.n,
+      incarnation,
+      seed: (o.seed + Math.imul(incarnation, 0x9e3779b1)) >>> 0,
+      timing: o.timing,
+      host: o.host,
+      ports,
+      ...(events ? { events: events.port2 } : {}),
+      stateMachine: { module: o.stateMachine.module, options: extras.stateMachineOptions ?? o.stateMachine.options },
+    };
+    if (o.faults) boot.faults = o.faults;
+    const file = this.storageFile(i);
+    if (file) boot.storage = { file, fsync: o.fsync };
+    const thread = this.takeSpare() ?? spawnPeerThread();
+    thread.worker.postMessage({ boot }, transfers as never);
+    const slot: Slot = { thread, api: Comlink.wrap<PeerControl>(nodeEndpoint(thread.worker)), incarnation, events: events?.port1 };
+    thread.onError = (err) => {
+      if (this.slots[i] === slot) this.opts.onPeerError(i, incarnation, err);
+    };
+    this.slots[i] = slot;
+    events?.port1.on('message', (ev: LeaderEvent) => {
+      if (this.slots[i] === slot) o.onLeaderEvent?.(i, incarnation, ev);
+    });
+    await Promise.all(handoffs);
+    let started: BootResult;
+    try {
+      started = await this.call<BootResult>(i, 'start', (api) => api.ready() as Promise<BootResult>);
+    } catch (e) {
+      this.abandon(i, slot);
+      throw thread.error ?? e;
+    }
+    if (!started.ok) {
+      this.abandon(i, slot);
+      await thread.worker.terminate();
+      throw reviveError(started.error, o.stateMachine.module);
+    }
+    o.afterStart?.(i, incarnation);
+    for (const control of this.links) this.attachLink(control, i);
+    if (this.slots.includes(undefined)) this.prepareSpare();
+    return incarnation;
+  }
+
+  private abandon(i: number, slot: Slot): void {
+    if (this.slots[i] === slot) this.slots[i] = undefined;
+    slot.events?.close();
+  }
+
+  private takeSpare(): PeerThread | undefined {
+    const spare = this.spare;
+    this.spare = undefined;
+    return spare && !spare.dead ? spare : undefined;
+  }
+
+  /** Have a booted worker ready for the next start while some peer is down. */
+  private prepareSpare(): void {
+    if (this.spare || this.closed) return;
+    this.spare = spawnPeerThread();
+  }
+
+  /** Kill peer i's worker: it becomes unreachable at once and its thread is terminated. */
+  async crash(i: number): Promise<void> {
+    this.checkPeer('crash', i);
+    const slot = this.slots[i];
+    if (!slot) return;
+    this.opts.beforeCrash?.(i);
+    this.slots[i] = undefined;
+    slot.events?.close();
+    this.prepareSpare();
+    await slot.thread.worker.terminate();
+  }
+
+  /** Stop peer i cleanly (its files closed, what it has in flight answered), then end its thread. */
+  async stop(i: number): Promise<void> {
+    const slot = this.slots[i];
+    if (!slot) return;
+    await withTimeout(slot.api.stop().catch(() => {}), STOP_WAIT_MS);
+    await this.crash(i);
+  }
+
+  async call<T>(i: number, what: string, fn: (api: Remote<PeerControl>) => Promise<T>): Promise<T> {
+    this.checkPeer(what, i);
+    const slot = this.slots[i];
+    if (!slot) throw new PeerNotRunningError(i, what);
+    const thread = slot.thread;
+    if (thread.dead) throw new PeerNotRunningError(i, what);
+    // Not a race against the exit: that would leave one reaction per call on a
+    // promise that lives as long as the worker.
+    return new Promise<T>((resolve, reject) => {
+      const onExit = (): void => reject(new PeerNotRunningError(i, what));
+      thread.onExit.add(onExit);
+      fn(slot.api).then(resolve, reject).finally(() => thread.onExit.delete(onExit));
+    });
+  }
+
+  /**
+   * Register a client link: every running peer, and every peer started
+   * later, gets a channel to it. `order` is the order in which the client
+   * lists the peers (default 0..n-1). `close()` stops handing it channels.
+   */
+  openLink(order?: number[]): { link: ClientLink; close(): void } {
+    if (this.closed) throw this.closedError('openLink');
+    const ord = order ?? Array.from({ length: this.n }, (_, i) => i);
+    if (!Array.isArray(ord) || ord.length !== this.n || [...ord].sort((a, b) => a - b).some((v, i) => v !== i)) {
+      throw new OptionError('order', `must be a permutation of 0..${this.n - 1}`);
+    }
+    const { port1, port2 } = new MessageChannel();
+    this.links.add(port1);
+    for (let i = 0; i < this.n; i++) if (this.slots[i]) this.attachLink(port1, i);
+    return {
+      link: { n: this.n, control: port2, order: ord },
+      close: () => {
+        port1.close();
+        this.links.delete(port1);
+      },
+    };
+  }
+
+  private attachLink(control: MessagePort, i: number): void {
+    const slot = this.slots[i]!;
+    const { port1, port2 } = new MessageChannel();
+    slot.api.attachClient(Comlink.transfer(port2, [port2 as never])).catch(() => {});
+    const update: EndUpdate = { peer: i, incarnation: slot.incarnation, port: port1 };
+    control.postMessage(update, [port1]);
+  }
+
+  /** Stop every peer (cleanly: files closed, in-flight requests answered) and end every thread. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const control of this.links) {
+      control.postMessage({ closed: true });
+      control.close();
+    }
+    this.links.clear();
+    await Promise.all(
+      this.slots.map(async (slot, i) => {
+        if (!slot) return;
+        if (this.opts.cleanClose !== false) await withTimeout(slot.api.stop().catch(() => {}), STOP_WAIT_MS);
+        this.opts.beforeCrash?.(i);
+        this.slots[i] = undefined;
+        slot.events?.close();
+        await slot.thread.worker.terminate();
+      }),
+    );
+    const spare = this.takeSpare();
+    if (spare) await spare.worker.terminate();
+  }
+}
+
+/** How long a clean stop may take before the thread is ended anyway (a peer stuck in a loop must not hang close()). */
+const STOP_WAIT_MS = 2000;
+
+function withTimeout(p: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+}
+
+let workerChecked = false;
+
+function spawnPeerThread(): PeerThread {
+  if (!workerChecked) {
+    if (!existsSync(workerUrl)) {
+      throw new RaftError('peer-not-running', `the peer worker's entry point ${fileURLToPath(workerUrl)} is missing: run \`npm run build\``);
+    }
+    workerChecked = true;
+  }
+  const worker = new Worker(workerUrl, {
+    execArgv: workerExecArgv(),
+    // Peer traffic carries no strings, so msgpackr's native string decoder
+    // would only add its load time (about 10 ms of CPU) to every peer start.
+    env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
+  });
+  const thread: PeerThread = { worker, dead: false, onExit: new Set() };
+  worker.once('exit', () => {
+    thread.dead = true;
+    for (const f of thread.onExit) f();
+    thread.onExit.clear();
+  });
+  worker.on('error', (err) => {
+    thread.error = err;
+    thread.onError?.(err);
+  });
+  return thread;
+}
+
+/**
+ * Peer workers run compiled JavaScript and need none of the module hooks a
+ * test runner or loader installs in the main thread (--import, --loader,
+ * --require); inheriting them costs each worker its own loader start-up.
+ * Other flags (source maps, memory limits) are kept.
+ */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let k = 0; k < args.length; k++) {
+    const a = args[k]!;
+    if (/^--(import|loader|experimental-loader|require)$/.test(a) || a === '-r') {
+      k++;
+      continue;
+    }
+    if (/^--(import|loader|experimental-loader|require)=/.test(a)) continue;
+    out.push(a);
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+import type { MessagePort } from 'node:worker_threads';
+import type { SerializedError } from '../api/errors.js';
+import type { HostStatus, PeerTiming } from './host.js';
+import type { Status } from './outcome.js';
+
+/** Everything a peer worker is told when it boots (posted once, with its ports transferred). */
+export interface PeerBoot {
+  id: number;
+  n: number;
+  incarnation: number;
+  seed: number;
+  timing: PeerTiming;
+  host: {
+    maxInflight: number;
+    preVote: boolean;
+    refuseWithoutQuorum: boolean;
+    leaseReads: boolean;
+    leaseMarginTicks?: number;
+    snapshotThreshold: number;
+    maxCommandBytes: number;
+    maxQueryBytes: number;
+  };
+  /** Durable storage file; volatile memory when absent. */
+  storage?: { file: string; fsync: boolean };
+  /** peer id -> port connected to that peer's worker */
+  ports: Record<number, MessagePort>;
+  /** The lab's fault-injecting network (its shared state); absent: a plain, healthy network. */
+  faults?: SharedArrayBuffer;
+  /** Where the worker reports leader changes (when someone listens). */
+  events?: MessagePort;
+  stateMachine: { module: string; options?: unknown };
+}
+
+/** A peer's view of who leads, posted on its events port whenever it changes. */
+export interface LeaderEvent {
+  term: number;
+  leader: number;
+}
+
+export interface PeerStatus extends HostStatus {
+  incarnation: number;
+  /** Undecodable or misaddressed messages the peer dropped (peer and client channels). */
+  garbage: number;
+  /** CPU time the peer's thread has used, in ms (Linux only; 10 ms resolution). */
+  cpuMs?: number;
+}
+
+export interface StartResult {
+  index: number;
+  term: number;
+  isLeader: boolean;
+}
+
+export interface PeerState {
+  term: number;
+  isLeader: boolean;
+}
+
+export type BootResult = { ok: true } | { ok: false; error: SerializedError };
+
+/** The control-plane API a peer worker exposes through comlink. */
+export interface PeerControl {
+  /** Resolves once the peer runs, or says why it could not start. */
+  ready(): Promise<BootResult>;
+  /** Figure 2's Start(): append if leading, answer at once (the lab's interface). */
+  start(command: Uint8Array): StartResult;
+  getState(): PeerState;
+  status(): PeerStatus;
+  /** The service captured everything through `index` in `data`: compact the log (the lab's Snapshot()). */
+  compact(index: number, data: Uint8Array): void;
+  /** Snapshot the state machine now and compact the log. */
+  takeSnapshot(): boolean;
+  transferLeadership(to: number, timeoutMs: number): Promise<{ status: Status; message?: string; leader: number }>;
+  setPeerPort(peer: number, port: MessagePort): void;
+  /** An extra inbound port treated as peer traffic (tests of bad input). */
+  attachMailbox(port: MessagePort): void;
+  /** A client channel (proposals and reads). */
+  attachClient(port: MessagePort): void;
+  stop(): void;
+}

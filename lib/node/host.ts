@@ -1,0 +1,706 @@
+import { RaftCore, type CoreStatus, type PlantedBugs } from '../raft/core.js';
+import { seededRng } from '../raft/prng.js';
+import { Role, type Entry, type ReadState, type Snapshot } from '../raft/types.js';
+import type { Storage } from '../../storage/storage.js';
+import { HostMessageType, type ForwardReply, type ForwardRequest, type WireMessage } from './messages.js';
+import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
+import { RaftStateSize } from './raft-state-size.js';
+import type { ByteStateMachine, Clock, TimerHandle, Transport } from './seams.js';
+
+/** Timing of a peer, in the units the core and its host use. */
+export interface PeerTiming {
+  /** Milliseconds between two core ticks. */
+  tickMs: number;
+  /** Election timeout, drawn from [electionTicks, 2*electionTicks) ticks. */
+  electionTicks: number;
+  /** Heartbeat interval in ticks. */
+  heartbeatTicks: number;
+}
+
+export interface HostOptions {
+  id: number;
+  peers: number;
+  /** Seeds the core's PRNG (election timeouts). */
+  seed: number;
+  timing: PeerTiming;
+  maxInflight?: number;
+  maxEntriesPerMessage?: number;
+  maxBytesPerMessage?: number;
+  preVote?: boolean;
+  refuseWithoutQuorum?: boolean;
+  leaseReads?: boolean;
+  leaseMarginTicks?: number;
+  /** Snapshot once the persisted Raft state reaches this many bytes; -1 (default): never. */
+  snapshotThreshold?: number;
+  /** Largest command accepted (bytes). Default 4 MiB. */
+  maxCommandBytes?: number;
+  /** Largest query accepted (bytes). Default 4 MiB. */
+  maxQueryBytes?: number;
+  bugs?: PlantedBugs;
+}
+
+export interface HostSeams {
+  storage: Storage;
+  transport: Transport;
+  clock: Clock;
+  stateMachine: ByteStateMachine;
+}
+
+export interface HostEvents {
+  /** This peer's view of the term or the leader changed (leader -1: none known). */
+  leaderChanged?(term: number, leader: number): void;
+}
+
+export type ReadConsistency = 'linearizable' | 'lease' | 'stale';
+
+export interface ProposeOptions {
+  /** A follower hands the proposal to the leader it knows of (default false: it answers NotLeader). */
+  forward?: boolean;
+  /** How long to wait for the entry to be applied before answering Unknown. */
+  timeoutMs: number;
+}
+
+export interface ReadOptions {
+  consistency: ReadConsistency;
+  /** A follower serves linearizable and lease reads through its leader's read index (default false: NotLeader). */
+  forward?: boolean;
+  timeoutMs: number;
+}
+
+export interface HostStatus extends CoreStatus {
+  /** The last index handed to the state machine (or restored from a snapshot). */
+  stateMachineIndex: number;
+  /** Commands whose apply threw, on this peer since it started. */
+  applyErrors: number;
+  pendingProposals: number;
+  pendingReads: number;
+}
+
+export const DEFAULT_MAX_COMMAND_BYTES = 4 << 20;
+/** Extra time a forwarding follower gives the leader's own answer (which carries the leader's timeout) to arrive. */
+const FORWARD_GRACE_MS = 50;
+/** setTimeout's limit; longer timeouts would fire at once. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+const EMPTY = new Uint8Array(0);
+
+interface PendingProposal {
+  term: number;
+  done: OutcomeCallback;
+  timer: TimerHandle;
+}
+
+interface PendingRead {
+  /** The peer that places it: this one when leading, else the leader asked. */
+  via: number;
+  query: Uint8Array;
+  done: OutcomeCallback;
+  timer: TimerHandle;
+  /** The read index once the core placed the read; -1 before. */
+  index: number;
+}
+
+interface PendingForward {
+  /** The leader it went to. */
+  leader: number;
+  done: OutcomeCallback;
+  timer: TimerHandle;
+}
+
+interface PendingTransfer {
+  to: number;
+  done: OutcomeCallback;
+  timer: TimerHandle;
+}
+
+function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message || e.name;
+  return String(e);
+}
+
+function clampTimeout(ms: number): number {
+  return Math.min(MAX_TIMEOUT_MS, Math.max(1, Math.floor(ms)));
+}
+
+/**
+ * One Raft peer with its state machine: the drain loop and nothing else.
+ * Every input (a message, a tick, a proposal, a read) only feeds the core
+ * and schedules one drain for the end of the turn; the drain takes each
+ * Ready, sends what may leave early, persists, sends the rest, applies
+ * committed entries to the state machine, answers the proposals and reads
+ * they settle, and advances the core. So a turn's proposals share one write
+ * and one message per peer. The worker runs this over SQLite and
+ * MessagePorts; the simulator runs it over simulated seams.
+ */
+export class PeerHost {
+  readonly id: number;
+  readonly core: RaftCore;
+  private readonly storage: Storage;
+  private readonly transport: Transport;
+  private readonly clock: Clock;
+  private readonly sm: ByteStateMachine;
+  private readonly events: HostEvents;
+  private readonly tickMs: number;
+  private readonly snapshotThreshold: number;
+  private readonly maxCommandBytes: number;
+  private readonly maxQueryBytes: number;
+  private readonly size = new RaftStateSize();
+
+  private stopped = false;
+  private drainScheduled = false;
+  private readonly drainFn = () => this.drain();
+  private lastTick: number;
+  private timer: TimerHandle | undefined;
+  private timerDue = Infinity;
+
+  /** The last index handed to the state machine. */
+  private applied: number;
+  private applyErrors = 0;
+  /** Proposals this peer appended as leader, by index; all of one term. */
+  private readonly proposals = new Map<number, PendingProposal>();
+  private proposalTerm = -1;
+  private readonly reads = new Map<number, PendingRead>();
+  /** Placed reads whose index the state machine has not reached yet. */
+  private waitingReads: number[] = [];
+  private readonly forwards = new Map<number, PendingForward>();
+  private nextCtx = 1;
+  private transfer: PendingTransfer | undefined;
+  private reportedTerm = -1;
+  private reportedLeader = -2;
+  /** A peer's channel closed since the last drain (what was sent there may never be answered). */
+  private lostPeer = false;
+
+  constructor(opts: HostOptions, seams: HostSeams, events: HostEvents = {}) {
+    this.id = opts.id;
+    this.storage = seams.storage;
+    this.transport = seams.transport;
+    this.clock = seams.clock;
+    this.sm = seams.stateMachine;
+    this.events = events;
+    this.tickMs = opts.timing.tickMs;
+    this.snapshotThreshold = opts.snapshotThreshold ?? -1;
+    this.maxCommandBytes = opts.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES;
+    this.maxQueryBytes = opts.maxQueryBytes ?? DEFAULT_MAX_COMMAND_BYTES;
+    const initial = this.storage.load();
+    this.core = new RaftCore({
+      id: opts.id,
+      peers: opts.peers,
+      electionTicks: opts.timing.electionTicks,
+      heartbeatTicks: opts.timing.heartbeatTicks,
+      maxInflight: opts.maxInflight,
+      maxEntriesPerMessage: opts.maxEntriesPerMessage,
+      maxBytesPerMessage: opts.maxBytesPerMessage,
+      preVote: opts.preVote,
+      refuseWithoutQuorum: opts.refuseWithoutQuorum,
+      leaseReads: opts.leaseReads,
+      leaseMarginTicks: opts.leaseMarginTicks,
+      bugs: opts.bugs,
+      rng: seededRng(opts.seed),
+      initial,
+    });
+    // The state machine starts from the stored snapshot, before any entry is applied.
+    this.applied = 0;
+    if (initial.snapshot && initial.snapshot.index > 0) this.restore(initial.snapshot);
+    this.lastTick = this.clock.now();
+    this.armTimer();
+  }
+
+  // ---- inputs -------------------------------------------------------------------
+
+  /** A message from another peer (the transport calls this for each one it delivers). */
+  receive(m: WireMessage): void {
+    if (this.stopped) return;
+    this.catchUp();
+    if (m.type === HostMessageType.Forward) this.onForward(m);
+    else if (m.type === HostMessageType.ForwardReply) this.onForwardReply(m);
+    else this.core.step(m);
+    this.schedule();
+  }
+
+  /** The channel to `peer` went away: look again at what waits on it. */
+  unreachable(peer: number): void {
+    void peer;
+    this.lostPeer = true;
+    this.schedule();
+  }
+
+  /**
+   * Propose a command; `done` gets its outcome: Ok with the state machine's
+   * result once the entry is applied here, NotLeader (not appended: safe to
+   * retry), Unknown (appended, fate unknown: the timeout passed or this peer
+   * lost its leadership first), ApplyError, Rejected or Stopped.
+   */
+  propose(command: Uint8Array, opts: ProposeOptions, done: OutcomeCallback): void {
+    if (this.stopped) return done(this.outcome(Status.Stopped, `peer ${this.id} is stopped`));
+    if (!(command instanceof Uint8Array) || command.length === 0) return done(this.outcome(Status.Rejected, 'a command must be non-empty bytes'));
+    if (command.length > this.maxCommandBytes) {
+      return done(this.outcome(Status.Rejected, `the command has ${command.length} bytes; the limit is ${this.maxCommandBytes}`));
+    }
+    const timeoutMs = clampTimeout(opts.timeoutMs);
+    this.catchUp();
+    const placed = this.core.propose(command);
+    if (placed) {
+      this.track(placed.index, placed.term, timeoutMs, done);
+      this.schedule();
+      return;
+    }
+    const leader = this.core.leaderId();
+    if (opts.forward && leader !== -1 && leader !== this.id) {
+      if (this.transport.reachable(leader)) this.forward(command, leader, timeoutMs, done);
+      else done(this.outcome(Status.NotLeader, `propose: peer ${this.id} cannot reach its leader, peer ${leader}`));
+      return;
+    }
+    done(this.notLeader('propose'));
+  }
+
+  /** Figure 2's Start(): append if leading, answer at once (the lab's raw interface). */
+  start(command: Uint8Array): { index: number; term: number; isLeader: boolean } {
+    if (this.stopped) throw new Error(`peer ${this.id} is stopped`);
+    this.catchUp();
+    const placed = this.core.propose(command);
+    if (!placed) return { index: -1, term: this.core.currentTerm(), isLeader: false };
+    // The entry may still be lost; a caller's next Start can join this one's write and message.
+    this.schedule();
+    return { index: placed.index, term: placed.term, isLeader: true };
+  }
+
+  /**
+   * Answer a query from the state machine. 'stale': now, from this peer's
+   * state. 'linearizable': by ReadIndex (thesis 6.4), on the leader or, with
+   * `forward`, through the leader's read index. 'lease': as linearizable,
+   * but a leader holding a lease skips the round (thesis 6.4.1).
+   */
+  read(query: Uint8Array, opts: ReadOptions, done: OutcomeCallback): void {
+    if (this.stopped) return done(this.outcome(Status.Stopped, `peer ${this.id} is stopped`));
+    if (!(query instanceof Uint8Array)) return done(this.outcome(Status.Rejected, 'a query must be bytes'));
+    if (query.length > this.maxQueryBytes) {
+      return done(this.outcome(Status.Rejected, `the query has ${query.length} bytes; the limit is ${this.maxQueryBytes}`));
+    }
+    if (opts.consistency === 'stale') return done(this.answer(query));
+    this.catchUp();
+    if (!opts.forward && !this.core.isLeader()) return done(this.notLeader('read'));
+    const via = this.core.leaderId();
+    if (via !== this.id && via !== -1 && !this.transport.reachable(via)) {
+      return done(this.outcome(Status.NotLeader, `read: peer ${this.id} cannot reach its leader, peer ${via}`));
+    }
+    const ctx = this.nextCtx++;
+    if (!this.core.readIndex(ctx, opts.consistency === 'lease')) return done(this.notLeader('read'));
+    const r: PendingRead = {
+      via,
+      query,
+      done,
+      index: -1,
+      timer: this.clock.setTimer(() => {
+        if (this.reads.get(ctx) !== r) return;
+        this.reads.delete(ctx);
+        done(this.outcome(Status.Timeout, `the read was not confirmed and answered within ${opts.timeoutMs} ms`));
+      }, clampTimeout(opts.timeoutMs)),
+    };
+    this.reads.set(ctx, r);
+    this.schedule();
+  }
+
+  /**
+   * Hand leadership to peer `to` (thesis 3.10). Ok once `to` leads; Timeout
+   * if it did not happen within an election timeout (this peer then leads
+   * on) or someone else won; NotLeader if this peer does not lead.
+   */
+  transferLeadership(to: number, timeoutMs: number, done: OutcomeCallback): void {
+    if (this.stopped) return done(this.outcome(Status.Stopped, `peer ${this.id} is stopped`));
+    if (!Number.isSafeInteger(to) || to < 0 || to >= this.core.n) {
+      return done(this.outcome(Status.Rejected, `there is no peer ${String(to)} (peers are 0..${this.core.n - 1})`));
+    }
+    this.catchUp();
+    if (to === this.id && this.core.isLeader()) return done(this.outcome(Status.Ok));
+    if (this.core.transferLeadership(to) === 'not-leader') return done(this.notLeader('transferLeadership'));
+    this.transfer?.done(this.outcome(Status.Timeout, `superseded by a transfer to peer ${to}`));
+    if (this.transfer) this.clock.clearTimer(this.transfer.timer);
+    const t: PendingTransfer = {
+      to,
+      done,
+      timer: this.clock.setTimer(() => this.finishTransfer(t, this.outcome(Status.Timeout, `peer ${to} did not take over within ${timeoutMs} ms`)), clampTimeout(timeoutMs)),
+    };
+    this.transfer = t;
+    this.schedule();
+  }
+
+  /** Take a snapshot of the state machine now and compact the log up to what it has applied. */
+  takeSnapshot(): boolean {
+    if (this.stopped || this.applied <= this.core.log.snapshotIndex()) return false;
+    const data = this.sm.snapshot();
+    if (!this.core.compact(this.applied, data)) return false;
+    this.schedule();
+    return true;
+  }
+
+  /** The state machine captured everything through `index` in `data` (Raft lab's Snapshot()). */
+  compact(index: number, data: Uint8Array): void {
+    if (this.stopped) throw new Error(`peer ${this.id} is stopped`);
+    if (this.core.compact(index, data)) this.schedule();
+  }
+
+  getState(): { term: number; isLeader: boolean } {
+    return { term: this.core.currentTerm(), isLeader: this.core.isLeader() };
+  }
+
+  status(): HostStatus {
+    return {
+      ...this.core.status(),
+      stateMachineIndex: this.applied,
+      applyErrors: this.applyErrors,
+      pendingProposals: this.proposals.size + this.forwards.size,
+      pendingReads: this.reads.size,
+    };
+  }
+
+  /** Stop for good: everything in flight gets Stopped, and storage, transport and state machine are closed. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    const why = `peer ${this.id} stopped`;
+    this.failProposals(Status.Stopped, `${why}; the proposal may or may not be applied`);
+    for (const [ctx, f] of this.forwards) {
+      this.forwards.delete(ctx);
+      this.clock.clearTimer(f.timer);
+      f.done(this.outcome(Status.Stopped, `${why} while the leader had the proposal; it may or may not be applied`));
+    }
+    for (const [ctx, r] of this.reads) {
+      this.reads.delete(ctx);
+      this.clock.clearTimer(r.timer);
+      r.done(this.outcome(Status.Stopped, why));
+    }
+    if (this.transfer) this.finishTransfer(this.transfer, this.outcome(Status.Stopped, why));
+    this.transport.close();
+    this.storage.close();
+    this.sm.close?.();
+  }
+
+  // ---- ticks -----------------------------------------------------------------------
+
+  /**
+   * Run the ticks that have come due while the host slept. Every input calls
+   * this before reaching the core, so ticks and messages reach it in the order
+   * they happened (a heartbeat must reset the election timer after the ticks
+   * before it, not before).
+   */
+  private catchUp(): void {
+    // Timers fire on whole milliseconds: a tick less than 1 ms away counts as due.
+    const due = Math.floor((this.clock.now() - this.lastTick + 1) / this.tickMs);
+    if (due <= 0) return;
+    this.lastTick += due * this.tickMs;
+    for (let k = 0; k < due; k++) this.core.tick();
+    this.schedule();
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.timerDue = Infinity;
+    if (this.stopped) return;
+    this.catchUp();
+    this.armTimer();
+  };
+
+  /**
+   * Ticks keep a fixed grid (one per tickMs since start), but the host only
+   * wakes when the core has something due: an idle follower sleeps until its
+   * election timeout, a leader until its next heartbeat. Waking every tick
+   * costs real CPU for nothing (about 10 ms a second per worker here).
+   */
+  private armTimer(): void {
+    if (this.stopped) return;
+    const due = this.lastTick + this.core.ticksUntilDue() * this.tickMs;
+    if (this.timer !== undefined && due >= this.timerDue) return;
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.timerDue = due;
+    this.timer = this.clock.setTimer(this.onTimer, Math.max(0, due - this.clock.now()));
+  }
+
+  // ---- the drain loop --------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.drainScheduled || this.stopped) return;
+    this.drainScheduled = true;
+    this.clock.defer(this.drainFn);
+  }
+
+  private drain(): void {
+    this.drainScheduled = false;
+    if (this.stopped) return;
+    const core = this.core;
+    while (core.hasReady()) {
+      const rd = core.ready();
+      // A leader's requests leave before its own write, so that the
+      // followers write while it does (they go out now, not at the end of the turn).
+      if (rd.earlyCount > 0) {
+        for (let i = 0; i < rd.earlyCount; i++) this.transport.send(rd.messages[i]!);
+        this.transport.flush();
+      }
+      this.storage.save(rd);
+      this.size.saved(rd);
+      for (let i = rd.earlyCount; i < rd.messages.length; i++) this.transport.send(rd.messages[i]!);
+      if (rd.applySnapshot) this.restore(rd.applySnapshot);
+      if (rd.committed.length > 0) this.apply(rd.committed);
+      core.advance(rd);
+      for (const rs of rd.readStates) this.placeRead(rs);
+    }
+    this.afterDrain();
+    this.transport.flush();
+    this.armTimer();
+  }
+
+  private restore(snap: Snapshot): void {
+    this.sm.restore(snap.data, { index: snap.index, term: snap.term });
+    this.applied = snap.index;
+    // Proposals whose entries the snapshot swallowed cannot learn their result here.
+    for (const [index, p] of this.proposals) {
+      if (index > snap.index) continue;
+      this.proposals.delete(index);
+      this.clock.clearTimer(p.timer);
+      p.done(this.outcome(Status.Unknown, `a snapshot through ${snap.index} replaced the entries here; the proposal may or may not be applied`));
+    }
+  }
+
+  private apply(entries: Entry[]): void {
+    for (const e of entries) {
+      if (e.index <= this.applied) continue;
+      let result: Uint8Array | undefined;
+      let failure: string | undefined;
+      // An empty entry is the core's own (a new leader's, for a read): no command.
+      if (e.data.length > 0) {
+        try {
+          result = this.sm.apply(e.data, { index: e.index, term: e.term });
+        } catch (err) {
+          this.applyErrors++;
+          failure = errorMessage(err);
+        }
+      }
+      this.applied = e.index;
+      if (this.proposals.size === 0) continue;
+      const p = this.proposals.get(e.index);
+      if (!p) continue;
+      this.proposals.delete(e.index);
+      this.clock.clearTimer(p.timer);
+      const leader = this.core.leaderId();
+      if (p.term !== e.term || e.data.length === 0) {
+        p.done(this.outcome(Status.NotLeader, `another leader's entry took index ${e.index}; the proposal was not applied`));
+      } else if (failure !== undefined) {
+        p.done({ status: Status.ApplyError, message: failure, leader, index: e.index });
+      } else {
+        p.done({ status: Status.Ok, data: result, leader, index: e.index });
+      }
+    }
+  }
+
+  private afterDrain(): void {
+    const core = this.core;
+    const term = core.currentTerm();
+    const leading = core.isLeader();
+    // Waiting proposals are this leadership's: once it is over, their fate is unknown here.
+    if (this.proposals.size > 0 && (!leading || term !== this.proposalTerm)) {
+      this.failProposals(Status.Unknown, `peer ${this.id} lost its leadership before the entry was applied; the proposal may or may not be applied`);
+    }
+    // A forwarded proposal or a read asked of a leader that is no longer this
+    // peer's leader, or can no longer be reached, will get no answer worth
+    // waiting for. Only a change of leader or a lost channel can cause that.
+    const leader = core.leaderId();
+    if (leader !== this.reportedLeader || this.lostPeer) {
+      this.lostPeer = false;
+      if (this.forwards.size > 0) this.checkForwards();
+      if (this.reads.size > 0) this.checkAskedReads();
+    }
+    if (this.waitingReads.length > 0) this.serveWaitingReads();
+    if (this.transfer) this.checkTransfer();
+    if (this.snapshotThreshold > 0 && this.applied > core.log.snapshotIndex() && this.size.bytes(core.log) >= this.snapshotThreshold) {
+      this.takeSnapshot();
+      // Compaction is a Ready of its own: written on the next drain (scheduled by takeSnapshot).
+    }
+    if (term !== this.reportedTerm || leader !== this.reportedLeader) {
+      this.reportedTerm = term;
+      this.reportedLeader = leader;
+      this.events.leaderChanged?.(term, leader);
+    }
+  }
+
+  // ---- proposals ----------------------------------------------------------------------
+
+  private track(index: number, term: number, timeoutMs: number, done: OutcomeCallback): void {
+    // A new leadership: whatever waited from an older one is not this one's to answer.
+    if (term !== this.proposalTerm) this.failProposals(Status.Unknown, `peer ${this.id} lost its leadership before the entry was applied; the proposal may or may not be applied`);
+    this.proposalTerm = term;
+    const p: PendingProposal = {
+      term,
+      done,
+      timer: this.clock.setTimer(() => {
+        if (this.proposals.get(index) !== p) return;
+        this.proposals.delete(index);
+        done(this.outcome(Status.Unknown, `the entry at index ${index} was not applied within ${timeoutMs} ms; it may or may not be applied`, index));
+      }, timeoutMs),
+    };
+    this.proposals.set(index, p);
+  }
+
+  private failProposals(status: Status, message: string): void {
+    if (this.proposals.size === 0) return;
+    const all = [...this.proposals];
+    this.proposals.clear();
+    for (const [index, p] of all) {
+      this.clock.clearTimer(p.timer);
+      p.done(this.outcome(status, message, index));
+    }
+  }
+
+  private forward(command: Uint8Array, leader: number, timeoutMs: number, done: OutcomeCallback): void {
+    const ctx = this.nextCtx++;
+    const f: PendingForward = {
+      leader,
+      done,
+      timer: this.clock.setTimer(() => {
+        if (this.forwards.get(ctx) !== f) return;
+        this.forwards.delete(ctx);
+        done(this.outcome(Status.Unknown, `no answer from leader ${leader} within ${timeoutMs} ms; the proposal may or may not be applied`));
+      }, clampTimeout(timeoutMs + FORWARD_GRACE_MS)),
+    };
+    this.forwards.set(ctx, f);
+    this.transport.send({ type: HostMessageType.Forward, from: this.id, to: leader, term: this.core.currentTerm(), ctx, timeoutMs, data: command });
+    this.schedule();
+  }
+
+  private checkForwards(): void {
+    const leader = this.core.leaderId();
+    for (const [ctx, f] of this.forwards) {
+      if (f.leader === leader && this.transport.reachable(f.leader)) continue;
+      this.forwards.delete(ctx);
+      this.clock.clearTimer(f.timer);
+      const why = this.transport.reachable(f.leader) ? `peer ${f.leader} is no longer the leader` : `peer ${f.leader} went away`;
+      f.done(this.outcome(Status.Unknown, `${why} while it had the proposal; it may or may not be applied`));
+    }
+  }
+
+  /** Reads asked of a leader that is no longer this peer's leader, or gone, will not be placed: refuse them. */
+  private checkAskedReads(): void {
+    const leader = this.core.leaderId();
+    for (const [ctx, r] of this.reads) {
+      if (r.index >= 0 || r.via === this.id || (r.via === leader && this.transport.reachable(r.via))) continue;
+      this.reads.delete(ctx);
+      this.clock.clearTimer(r.timer);
+      r.done(this.outcome(Status.NotLeader, `read: peer ${r.via}, asked for the read index, is no longer the leader or went away`));
+    }
+  }
+
+  /** A follower's proposal: propose it here (no further forwarding) and send the outcome back. */
+  private onForward(m: ForwardRequest): void {
+    this.propose(m.data, { forward: false, timeoutMs: m.timeoutMs }, (o) => {
+      if (this.stopped) return;
+      const reply: ForwardReply = {
+        type: HostMessageType.ForwardReply,
+        from: this.id,
+        to: m.from,
+        term: this.core.currentTerm(),
+        ctx: m.ctx,
+        status: o.status,
+        leader: o.leader,
+        index: o.index ?? -1,
+        data: o.data ?? EMPTY,
+        message: o.message ?? '',
+      };
+      this.transport.send(reply);
+      this.schedule();
+    });
+  }
+
+  private onForwardReply(m: ForwardReply): void {
+    const f = this.forwards.get(m.ctx);
+    if (!f) return;
+    this.forwards.delete(m.ctx);
+    this.clock.clearTimer(f.timer);
+    const o: Outcome = { status: m.status as Status, data: m.data, leader: m.leader };
+    if (m.message) o.message = m.message;
+    if (m.index >= 0) o.index = m.index;
+    f.done(o);
+  }
+
+  // ---- reads ---------------------------------------------------------------------------
+
+  private placeRead(rs: ReadState): void {
+    const r = this.reads.get(rs.ctx);
+    if (!r) return;
+    if (rs.index < 0) {
+      this.reads.delete(rs.ctx);
+      this.clock.clearTimer(r.timer);
+      r.done(this.outcome(Status.NotLeader, 'the leader could not confirm its leadership for this read'));
+      return;
+    }
+    r.index = rs.index;
+    if (this.applied >= rs.index) this.serveRead(rs.ctx, r);
+    else this.waitingReads.push(rs.ctx);
+  }
+
+  private serveWaitingReads(): void {
+    const still: number[] = [];
+    for (const ctx of this.waitingReads) {
+      const r = this.reads.get(ctx);
+      if (!r) continue;
+      if (this.applied >= r.index) this.serveRead(ctx, r);
+      else still.push(ctx);
+    }
+    this.waitingReads = still;
+  }
+
+  private serveRead(ctx: number, r: PendingRead): void {
+    this.reads.delete(ctx);
+    this.clock.clearTimer(r.timer);
+    r.done(this.answer(r.query));
+  }
+
+  private answer(query: Uint8Array): Outcome {
+    try {
+      return { status: Status.Ok, data: this.sm.query(query), leader: this.core.leaderId(), index: this.applied };
+    } catch (err) {
+      return this.outcome(Status.ApplyError, errorMessage(err));
+    }
+  }
+
+  // ---- leadership transfer ----------------------------------------------------------------
+
+  private checkTransfer(): void {
+    const t = this.transfer!;
+    const core = this.core;
+    if (core.isLeader()) {
+      if (core.status().transferee === -1) {
+        this.finishTransfer(t, this.outcome(Status.Timeout, `peer ${t.to} did not take over within an election timeout; peer ${this.id} leads on`));
+      }
+      return;
+    }
+    const leader = core.leaderId();
+    if (leader === t.to) this.finishTransfer(t, this.outcome(Status.Ok));
+    else if (leader !== -1) this.finishTransfer(t, this.outcome(Status.Timeout, `peer ${leader} was elected instead of peer ${t.to}`));
+  }
+
+  private finishTransfer(t: PendingTransfer, o: Outcome): void {
+    if (this.transfer !== t) return;
+    this.transfer = undefined;
+    this.clock.clearTimer(t.timer);
+    t.done(o);
+  }
+
+  // ---- outcomes ----------------------------------------------------------------------------
+
+  private outcome(status: Status, message?: string, index?: number): Outcome {
+    const o: Outcome = { status, leader: this.core.leaderId() };
+    if (message !== undefined) o.message = message;
+    if (index !== undefined) o.index = index;
+    return o;
+  }
+
+  private notLeader(what: string): Outcome {
+    const st = this.core.status();
+    if (st.role === Role.Leader && st.transferee !== -1) {
+      return { status: Status.NotLeader, message: `${what}: peer ${this.id} is handing leadership to peer ${st.transferee}`, leader: st.transferee };
+    }
+    if (st.role === Role.Leader) {
+      return { status: Status.NotLeader, message: `${what}: leader ${this.id} has not heard from a majority within an election timeout`, leader: -1 };
+    }
+    const where = st.leader === -1 ? 'no leader is known' : `the leader is peer ${st.leader}`;
+    return { status: Status.NotLeader, message: `${what}: peer ${this.id} is not the leader; ${where}`, leader: st.leader };
+  }
+}

@@ -1,0 +1,146 @@
+import type { MessagePort } from 'node:worker_threads';
+import type { WireMessage } from '../node/messages.js';
+import type { Transport } from '../node/seams.js';
+import { BatchBuffer, decodeFrame, encodeFrame, unpackBatch, type Frame } from './codec.js';
+
+/**
+ * One peer's side of the in-process network: a MessagePort to each other
+ * peer's worker, msgpack frames, and everything queued for one destination
+ * in one turn posted as one buffer. A batch that cannot be decoded, or a
+ * frame that is malformed or misaddressed, is dropped and counted; the peer
+ * carries on.
+ */
+export class PortTransport implements Transport {
+  protected readonly ports = new Map<number, MessagePort>();
+  private readonly mailboxes: MessagePort[] = [];
+  private readonly out = new Map<number, BatchBuffer>();
+  private handler: ((m: WireMessage) => void) | undefined;
+  /** Told when a peer's channel goes away (its worker died). */
+  onLost: ((peer: number) => void) | undefined;
+  protected closed = false;
+  private dropped = 0;
+
+  constructor(
+    readonly id: number,
+    readonly n: number,
+    readonly inc: number,
+  ) {}
+
+  /**
+   * Where delivered messages go (the host's receive). Until this is called
+   * the ports hold what arrives (a MessagePort delivers nothing before it
+   * has a listener), so a peer that is still loading loses no message.
+   */
+  listen(handler: (m: WireMessage) => void): void {
+    this.handler = handler;
+    for (const port of this.ports.values()) this.hear(port);
+    for (const port of this.mailboxes) this.hear(port);
+  }
+
+  private hear(port: MessagePort): void {
+    port.on('message', (data: unknown) => this.receive(data));
+  }
+
+  setPort(peer: number, port: MessagePort): void {
+    this.ports.get(peer)?.close();
+    this.ports.set(peer, port);
+    // The other end's worker died: nothing sent this way will arrive.
+    port.once('close', () => {
+      if (this.ports.get(peer) !== port) return;
+      this.ports.delete(peer);
+      if (!this.closed) this.onLost?.(peer);
+    });
+    if (this.handler) this.hear(port);
+  }
+
+  reachable(peer: number): boolean {
+    return this.ports.has(peer);
+  }
+
+  /** An extra inbound port whose messages count as peer traffic (tests post arbitrary bytes to it). */
+  addMailbox(port: MessagePort): void {
+    this.mailboxes.push(port);
+    if (this.handler) this.hear(port);
+  }
+
+  /** Messages dropped because they could not be decoded or were misaddressed. */
+  garbage(): number {
+    return this.dropped;
+  }
+
+  protected countGarbage(): void {
+    this.dropped++;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const p of this.ports.values()) p.close();
+    for (const p of this.mailboxes) p.close();
+    this.ports.clear();
+  }
+
+  /** Should this well-formed frame reach the host? (The lab's network fences stale incarnations here.) */
+  protected admit(frame: Frame): boolean {
+    void frame;
+    return true;
+  }
+
+  private receive(data: unknown): void {
+    if (this.closed) return;
+    if (!(data instanceof Uint8Array)) {
+      this.countGarbage();
+      return;
+    }
+    let raws: unknown[];
+    try {
+      raws = unpackBatch(data);
+    } catch {
+      this.countGarbage();
+      return;
+    }
+    for (const raw of raws) {
+      let frame: Frame;
+      try {
+        frame = decodeFrame(raw);
+      } catch {
+        this.countGarbage();
+        continue;
+      }
+      const m = frame.msg;
+      if (m.to !== this.id || m.from < 0 || m.from >= this.n || m.from === this.id) {
+        this.countGarbage();
+        continue;
+      }
+      if (!this.admit(frame)) continue;
+      this.handler?.(m);
+    }
+  }
+
+  send(m: WireMessage): void {
+    if (this.closed || m.to === this.id || m.to < 0 || m.to >= this.n) return;
+    this.enqueue(m.to, encodeFrame({ fromInc: this.inc, toInc: 0, msg: m }));
+  }
+
+  protected enqueue(to: number, frame: Uint8Array): void {
+    let b = this.out.get(to);
+    if (!b) {
+      b = new BatchBuffer();
+      this.out.set(to, b);
+    }
+    b.push(frame);
+  }
+
+  /** Post everything queued, one message per destination. */
+  flush(): void {
+    for (const [to, b] of this.out) {
+      if (b.empty) continue;
+      const batch = b.take();
+      const port = this.ports.get(to);
+      if (port && this.canPost()) port.postMessage(batch, [batch.buffer as ArrayBuffer]);
+    }
+  }
+
+  protected canPost(): boolean {
+    return !this.closed;
+  }
+}
