@@ -29,6 +29,10 @@ try {
     banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
     define: { 'import.meta.url': '__bundleUrl' },
     sourcemap: true,
+    // Less source for every boot to read and compile (about 7 ms of CPU per
+    // worker here); names are kept so that stack traces still say what ran.
+    minify: true,
+    keepNames: true,
     logLevel: 'warning',
   });
   const out = `${root}dist/workers/`;
