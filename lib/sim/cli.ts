@@ -2,7 +2,7 @@
  * npm run sim -- --seeds 10000        run seeds 1..10000 (spread over the cores)
  * npm run sim -- --seed 42            replay one seed exactly, with its trace
  * Options: --from S (first seed, default 1), --peers N (3 or 5 by seed otherwise),
- *          --fault-ms MS (simulated fault phase, default 3000), --jobs J,
+ *          --fault-ms MS (simulated fault phase, default 8000), --jobs J,
  *          --bug NAME (test only: plant a known bug), --trace (print the trace of a passing replay too)
  */
 import { availableParallelism } from 'node:os';
