@@ -5,7 +5,7 @@ import { PeerHost } from '../lib/node/host.js';
 import { ClientService } from '../lib/node/client-service.js';
 import { realClock } from '../lib/node/real-clock.js';
 import { threadCpuMs } from '../lib/node/thread-cpu.js';
-import type { BootResult, LeaderEvent, PeerBoot, PeerControl } from '../lib/node/boot.js';
+import type { BootResult, LeaderEvent, PeerBoot, PeerControl, PeerFatal } from '../lib/node/boot.js';
 import type { ByteStateMachine } from '../lib/node/seams.js';
 import { byteStateMachine, loadStateMachine } from '../lib/api/state-machine.js';
 import { serializeError, type SerializedError } from '../lib/api/errors.js';
@@ -112,6 +112,15 @@ function run(b: PeerBoot): void {
 
   Comlink.expose(api, nodeEndpoint(parentPort!));
 }
+
+// A peer that dies anyway (its state machine threw where no caller can be
+// told, its storage failed) says why before it ends: the supervisor marks it
+// down at once and reports the error with its class and fields, which the
+// worker's own error event would reduce to a plain object.
+process.on('uncaughtException', (e) => {
+  parentPort!.postMessage({ fatal: serializeError(e) } satisfies PeerFatal);
+  process.exit(1);
+});
 
 // The supervisor may spawn this worker before a peer goes down (a warm
 // spare, its modules loaded while nobody waits) and say which peer it is later.

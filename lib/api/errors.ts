@@ -3,7 +3,10 @@
  * the caller's side of a thread boundary (from codes that cross it), so
  * `instanceof` works wherever the caller is.
  */
-export { RaftOptionError as OptionError } from '../raft/types.js';
+import { RaftOptionError as OptionError } from '../raft/types.js';
+import { StorageError, type StorageErrorCode } from '../../storage/errors.js';
+
+export { OptionError, StorageError, type StorageErrorCode };
 
 export type RaftErrorCode =
   | 'not-leader'
@@ -114,7 +117,7 @@ export class PeerNotRunningError extends RaftError {
   }
 }
 
-/** An error as it crosses a thread boundary (comlink would keep only name and message). */
+/** An error as it crosses a thread boundary (comlink and a worker's death would keep only name and message). */
 export interface SerializedError {
   name: string;
   message: string;
@@ -124,13 +127,91 @@ export interface SerializedError {
   option?: string;
   file?: string;
   peer?: number;
+  leader?: number;
+  index?: number;
+  systemCode?: string;
+  stack?: string;
 }
 
+const STRING_FIELDS = ['code', 'module', 'method', 'option', 'file', 'systemCode', 'stack'] as const;
+const NUMBER_FIELDS = ['peer', 'leader', 'index'] as const;
+
+/** Plain data for any thrown value: an Error's class name, message and typed fields; anything else described. */
 export function serializeError(e: unknown): SerializedError {
-  if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
-  const out: SerializedError = { name: e.name, message: e.message };
-  const x = e as unknown as Record<string, unknown>;
-  for (const k of ['code', 'module', 'method', 'option', 'file'] as const) if (typeof x[k] === 'string') out[k] = x[k] as string;
-  if (typeof x.peer === 'number') out.peer = x.peer;
+  const x = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
+  let out: SerializedError;
+  if (e instanceof Error) out = { name: e.name, message: e.message };
+  else if (typeof x.code === 'string' || typeof x.message === 'string') {
+    // Not an Error but error-like (what a native addon's error becomes after a structured clone).
+    out = { name: typeof x.name === 'string' ? x.name : 'Error', message: typeof x.message === 'string' && x.message ? x.message : String(x.code) };
+  } else out = { name: 'Error', message: `a non-error value was thrown: ${String(e)}` };
+  for (const k of STRING_FIELDS) if (typeof x[k] === 'string') out[k] = x[k] as string;
+  for (const k of NUMBER_FIELDS) if (typeof x[k] === 'number') out[k] = x[k] as number;
   return out;
+}
+
+function afterPrefix(message: string, prefix: string | undefined): string {
+  return prefix && message.startsWith(`${prefix}: `) ? message.slice(prefix.length + 2) : message;
+}
+
+/**
+ * Rebuild, on this side of a thread boundary, the error a peer's thread
+ * threw: the same class (so instanceof works), message, code and fields.
+ * `module` is the state machine module to name when the error does not.
+ */
+export function reviveError(e: SerializedError, module = ''): Error {
+  let err: Error;
+  switch (e.name) {
+    case 'StateMachineError':
+      err = new StateMachineError(e.message, e.module ?? module, e.method);
+      break;
+    case 'StorageError':
+      err = new StorageError((e.code ?? 'io') as StorageErrorCode, e.file ?? '', afterPrefix(e.message, e.file), {
+        ...(e.index !== undefined ? { index: e.index } : {}),
+        ...(e.systemCode !== undefined ? { cause: e.systemCode } : {}),
+      });
+      break;
+    case 'RaftOptionError':
+      err = new OptionError(e.option ?? 'option', afterPrefix(e.message, e.option));
+      break;
+    case 'NotLeaderError':
+      err = new NotLeaderError(e.message, e.leader ?? -1);
+      break;
+    case 'OutcomeUnknownError':
+      err = new OutcomeUnknownError(e.message);
+      break;
+    case 'ApplyError':
+      err = new ApplyError(e.message, e.index);
+      break;
+    case 'TimeoutError':
+      err = new TimeoutError(e.message);
+      break;
+    case 'RequestRejectedError':
+      err = new RequestRejectedError(e.message);
+      break;
+    case 'PeerNotRunningError': {
+      err = new PeerNotRunningError(e.peer ?? -1, '');
+      err.message = e.message;
+      break;
+    }
+    case 'GroupClosedError':
+      err = new GroupClosedError('');
+      err.message = e.message;
+      break;
+    case 'TypeError':
+      err = new TypeError(e.message);
+      break;
+    case 'RangeError':
+      err = new RangeError(e.message);
+      break;
+    default: {
+      err = new Error(e.message);
+      err.name = e.name;
+      const x = err as unknown as Record<string, unknown>;
+      for (const k of STRING_FIELDS) if (k !== 'stack' && e[k] !== undefined) x[k] = e[k];
+      for (const k of NUMBER_FIELDS) if (e[k] !== undefined) x[k] = e[k];
+    }
+  }
+  if (e.stack) err.stack = `${err.name}: ${err.message}\n    (thrown in a peer's thread)\n${e.stack.split('\n').slice(1).join('\n')}`;
+  return err;
 }

@@ -1,13 +1,13 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, Worker, type MessagePort, type Transferable } from 'node:worker_threads';
-import { StorageError } from '../../storage/sqlite.js';
 import type { PeerTiming } from '../node/host.js';
-import type { BootResult, LeaderEvent, PeerBoot, PeerControl } from '../node/boot.js';
+import type { BootResult, LeaderEvent, PeerBoot, PeerControl, PeerFatal } from '../node/boot.js';
 import { Comlink, nodeEndpoint, type Remote } from '../transport/comlink.js';
 import type { ClientLink, EndUpdate } from './client.js';
-import { GroupClosedError, OptionError, PeerNotRunningError, RaftError, StateMachineError, type SerializedError } from './errors.js';
+import { storageFailure } from '../../storage/errors.js';
+import { GroupClosedError, OptionError, PeerNotRunningError, RaftError, reviveError, serializeError } from './errors.js';
 
 export interface SupervisorOptions {
   n: number;
@@ -48,13 +48,16 @@ interface PeerThread {
   dead: boolean;
   /** Calls in flight, failed at once if the worker exits (one entry per call, removed when it settles). */
   onExit: Set<() => void>;
-  /** Why the worker died, if it died of an error. */
+  /** Why the worker died, if it died of an error (what it said before it died, else its error event). */
   error?: Error;
-  onError?: (err: Error) => void;
+  /** The worker ended without being asked to (told once, with why). */
+  onDeath?: (err: Error) => void;
 }
 
 interface Slot {
   thread: PeerThread;
+  /** Booted and handed out to clients (a death before that is start()'s to report). */
+  running: boolean;
   api: Remote<PeerControl>;
   incarnation: number;
   events: MessagePort | undefined;
@@ -66,23 +69,6 @@ interface Slot {
 // start, and one cached file loads far faster than the module graph it is
 // built from.
 const workerUrl = new URL('../../workers/peer-boot.cjs', import.meta.url);
-
-/** Rebuild a typed error that crossed from a worker as plain data. */
-function reviveError(e: SerializedError, module: string): Error {
-  switch (e.name) {
-    case 'StateMachineError':
-      return new StateMachineError(e.message, e.module ?? module, e.method);
-    case 'StorageError':
-      return new StorageError((e.code ?? 'corrupt') as never, e.file ?? '', e.file && e.message.startsWith(`${e.file}: `) ? e.message.slice(e.file.length + 2) : e.message);
-    case 'RaftOptionError':
-      return new OptionError(e.option ?? 'option', e.message.replace(/^[^:]*: /, ''));
-    default: {
-      const err = new Error(e.message);
-      err.name = e.name;
-      return err;
-    }
-  }
-}
 
 /**
  * The worker threads of one group of peers: spawning, booting, wiring each
@@ -108,7 +94,7 @@ export class PeerSupervisor {
     this.opts = opts;
     this.n = opts.n;
     this.slots = new Array(opts.n).fill(undefined);
-    if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+    if (opts.dataDir) prepareDataDir(opts.dataDir);
   }
 
   get isClosed(): boolean {
@@ -175,9 +161,15 @@ export class PeerSupervisor {
     if (file) boot.storage = { file, fsync: o.fsync };
     const thread = this.takeSpare() ?? spawnPeerThread();
     thread.worker.postMessage({ boot }, transfers as never);
-    const slot: Slot = { thread, api: Comlink.wrap<PeerControl>(nodeEndpoint(thread.worker)), incarnation, events: events?.port1 };
-    thread.onError = (err) => {
-      if (this.slots[i] === slot) this.opts.onPeerError(i, incarnation, err);
+    const slot: Slot = { thread, running: false, api: Comlink.wrap<PeerControl>(nodeEndpoint(thread.worker)), incarnation, events: events?.port1 };
+    thread.onDeath = (err) => {
+      if (this.slots[i] !== slot || !slot.running) return;
+      // Down at once: fenced off like a crash (the lab network), no longer listed as running,
+      // a spare readied for its restart; then the error is reported.
+      this.opts.beforeCrash?.(i);
+      this.abandon(i, slot);
+      if (!this.closed) this.prepareSpare();
+      this.opts.onPeerError(i, incarnation, err);
     };
     this.slots[i] = slot;
     events?.port1.on('message', (ev: LeaderEvent) => {
@@ -196,6 +188,7 @@ export class PeerSupervisor {
       await thread.worker.terminate();
       throw reviveError(started.error, o.stateMachine.module);
     }
+    slot.running = true;
     o.afterStart?.(i, incarnation);
     for (const control of this.links) this.attachLink(control, i);
     if (this.slots.includes(undefined)) this.prepareSpare();
@@ -309,6 +302,37 @@ export class PeerSupervisor {
   }
 }
 
+/**
+ * Make sure the data directory exists and can be used, so that a bad one is
+ * reported when the group opens (an OptionError for a path that is not a
+ * directory, a StorageError for one that cannot be created or written),
+ * not as a peer's death later.
+ */
+function prepareDataDir(dir: string): void {
+  const isDir = (() => {
+    try {
+      return statSync(dir).isDirectory();
+    } catch {
+      return undefined;
+    }
+  })();
+  if (isDir === false) throw new OptionError('dataDir', `must be a directory; ${dir} is a file`);
+  if (isDir === undefined) {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'ENOTDIR' || code === 'EEXIST') throw new OptionError('dataDir', `must be a directory; part of the path ${dir} is a file`);
+      throw storageFailure(e, dir, 'creating the data directory');
+    }
+  }
+  try {
+    accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (e) {
+    throw storageFailure(e, dir, 'checking that the data directory can be written');
+  }
+}
+
 /** How long a clean stop may take before the thread is ended anyway (a peer stuck in a loop must not hang close()). */
 const STOP_WAIT_MS = 2000;
 
@@ -333,14 +357,19 @@ function spawnPeerThread(): PeerThread {
     env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
   });
   const thread: PeerThread = { worker, dead: false, onExit: new Set() };
-  worker.once('exit', () => {
+  worker.on('message', (m: unknown) => {
+    const fatal = (m as Partial<PeerFatal> | null)?.fatal;
+    if (fatal && !thread.error) thread.error = reviveError(fatal);
+  });
+  worker.on('error', (err: unknown) => {
+    // Reached only if the worker died before it could say why: keep what there is, as an Error.
+    if (!thread.error) thread.error = err instanceof Error ? err : reviveError(serializeError(err));
+  });
+  worker.once('exit', (code) => {
     thread.dead = true;
     for (const f of thread.onExit) f();
     thread.onExit.clear();
-  });
-  worker.on('error', (err) => {
-    thread.error = err;
-    thread.onError?.(err);
+    thread.onDeath?.(thread.error ?? new RaftError('peer-not-running', `the peer's worker thread exited with code ${code}`));
   });
   return thread;
 }

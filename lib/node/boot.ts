@@ -56,6 +56,11 @@ export interface PeerState {
   isLeader: boolean;
 }
 
+/** What a peer worker posts to its parent just before it dies of an error. */
+export interface PeerFatal {
+  fatal: SerializedError;
+}
+
 export type BootResult = { ok: true } | { ok: false; error: SerializedError };
 
 /** The control-plane API a peer worker exposes through comlink. */

@@ -1,0 +1,37 @@
+import { crc32 } from 'node:zlib';
+
+/**
+ * CRC-32 checksums of what a peer stores, verified whenever it is read back.
+ * SQLite's own checks cover its page structure, not the bytes inside a
+ * value: a flipped bit in an entry's payload passes `quick_check`. Each
+ * checksum covers a kind tag and the row's numbers as well as its bytes,
+ * so an entry moved to another index, or a hard state's term and vote
+ * swapped, fails too.
+ */
+
+const KIND_ENTRY = 1;
+const KIND_HARD_STATE = 2;
+const KIND_SNAPSHOT = 3;
+
+// One scratch header per thread: a tag byte and up to two numbers (safe integers are exact as float64).
+const head = new DataView(new ArrayBuffer(17));
+const headBytes = new Uint8Array(head.buffer);
+
+function header(kind: number, a: number, b: number): number {
+  head.setUint8(0, kind);
+  head.setFloat64(1, a, true);
+  head.setFloat64(9, b, true);
+  return crc32(headBytes);
+}
+
+export function entryChecksum(index: number, term: number, data: Uint8Array): number {
+  return crc32(data, header(KIND_ENTRY, index, term));
+}
+
+export function hardStateChecksum(term: number, vote: number): number {
+  return header(KIND_HARD_STATE, term, vote);
+}
+
+export function snapshotChecksum(index: number, term: number, data: Uint8Array): number {
+  return crc32(data, header(KIND_SNAPSHOT, index, term));
+}
