@@ -183,6 +183,18 @@ export function byteStateMachine(sm: StateMachine): ByteStateMachine {
       return data;
     },
     restore: (data, meta) => sm.restore(data, meta),
+    check(data, meta, current) {
+      // Try it, then put back the state as it was, whether it restored or threw.
+      const backup = sm.snapshot();
+      let refusal: string | undefined;
+      try {
+        sm.restore(data, meta);
+      } catch (e) {
+        refusal = e instanceof Error ? e.message || e.name : String(e);
+      }
+      sm.restore(backup, current);
+      return refusal;
+    },
     close: () => sm.close?.(),
   };
 }

@@ -1,6 +1,6 @@
 import { RaftCore, type CoreStatus, type PlantedBugs } from '../raft/core.js';
 import { seededRng } from '../raft/prng.js';
-import { Role, type Entry, type ReadState, type Snapshot } from '../raft/types.js';
+import { MessageType, Role, type Entry, type ReadState, type Snapshot, type SnapshotRequest } from '../raft/types.js';
 import type { Storage } from '../../storage/storage.js';
 import { HostMessageType, type ForwardReply, type ForwardRequest, type WireMessage } from './messages.js';
 import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
@@ -74,6 +74,10 @@ export interface HostStatus extends CoreStatus {
   applyErrors: number;
   pendingProposals: number;
   pendingReads: number;
+  /** Snapshots from a leader that the state machine could not restore: refused before they were stored. */
+  refusedSnapshots: number;
+  /** Why the last one was refused. */
+  lastRefusedSnapshot?: string;
 }
 
 export const DEFAULT_MAX_COMMAND_BYTES = 4 << 20;
@@ -155,6 +159,10 @@ export class PeerHost {
   /** The last index handed to the state machine. */
   private applied: number;
   private applyErrors = 0;
+  private refusedSnapshots = 0;
+  private lastRefusal: string | undefined;
+  /** The last leader snapshot tried on the state machine (leaders resend it), and whether it restored. */
+  private lastTried: { index: number; term: number; bytes: number; ok: boolean } | undefined;
   /** Proposals this peer appended as leader, by index; all of one term. */
   private readonly proposals = new Map<number, PendingProposal>();
   private proposalTerm = -1;
@@ -212,6 +220,7 @@ export class PeerHost {
     this.catchUp();
     if (m.type === HostMessageType.Forward) this.onForward(m);
     else if (m.type === HostMessageType.ForwardReply) this.onForwardReply(m);
+    else if (m.type === MessageType.Snapshot && !this.restorable(m)) this.refusedSnapshots++;
     else this.core.step(m);
     this.schedule();
   }
@@ -349,6 +358,8 @@ export class PeerHost {
       applyErrors: this.applyErrors,
       pendingProposals: this.proposals.size + this.forwards.size,
       pendingReads: this.reads.size,
+      refusedSnapshots: this.refusedSnapshots,
+      ...(this.lastRefusal === undefined ? {} : { lastRefusedSnapshot: this.lastRefusal }),
     };
   }
 
@@ -373,6 +384,29 @@ export class PeerHost {
     this.transport.close();
     this.storage.close();
     this.sm.close?.();
+  }
+
+  /**
+   * Would the state machine accept this leader's snapshot? Asked before the
+   * core sees it, because once the core installs a snapshot it is stored and
+   * restored on every start: one the state machine cannot restore would
+   * kill the peer now and at every restart. The state machine checks it
+   * (the API's adapter tries it and puts its own state back; the lab's
+   * apply stream has no check). Only a snapshot the core would install is
+   * checked, and the same one sent again is not checked twice.
+   */
+  private restorable(m: SnapshotRequest): boolean {
+    const snap = m.snapshot;
+    if (m.term < this.core.currentTerm() || snap.index <= this.core.log.commitIndex) return true;
+    const last = this.lastTried;
+    if (last && last.index === snap.index && last.term === snap.term && last.bytes === snap.data.length) return last.ok;
+    if (!this.sm.check) return true;
+    const current = { index: this.applied, term: this.core.log.term(this.applied) ?? this.core.log.snapshotTerm() };
+    const refusal = this.sm.check(snap.data, { index: snap.index, term: snap.term }, current);
+    const ok = refusal === undefined;
+    if (!ok) this.lastRefusal = `peer ${m.from}'s snapshot through index ${snap.index} (term ${snap.term}) could not be restored: ${refusal}`;
+    this.lastTried = { index: snap.index, term: snap.term, bytes: snap.data.length, ok };
+    return ok;
   }
 
   // ---- ticks -----------------------------------------------------------------------

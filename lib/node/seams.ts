@@ -59,6 +59,13 @@ export interface ByteStateMachine {
   restore(data: Uint8Array, meta: EntryMeta): void;
   /** Answer a read without changing anything. */
   query(query: Uint8Array): Uint8Array;
+  /**
+   * Why `restore(data, meta)` would fail, or undefined if it would not;
+   * either way the state is left as it is (at `current`). A throw means the
+   * state machine could not be put back: the peer cannot go on. Optional:
+   * without it every snapshot a leader sends is taken as restorable.
+   */
+  check?(data: Uint8Array, meta: EntryMeta, current: EntryMeta): string | undefined;
   /** The peer stops: release what the state machine holds. */
   close?(): void;
 }
