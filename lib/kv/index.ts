@@ -3,6 +3,7 @@ export {
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
   isCommand,
+  isWellFormedString,
   parseCommand,
   type KvCommand,
   type KvErr,

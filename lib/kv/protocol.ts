@@ -12,8 +12,13 @@ export type KvReply = [KvErr, string] | [KvErr, string, string];
 
 const OPS: KvOpName[] = ['get', 'put', 'append'];
 
+/**
+ * A command's wire form. The value goes as it is (a Get carries none): a
+ * Put or Append without a string value is refused by the service, never
+ * stored as "".
+ */
 export function commandToWire(c: KvCommand): unknown[] {
-  return [OPS.indexOf(c.op), c.key, c.value ?? '', c.clientId, c.seq];
+  return [OPS.indexOf(c.op), c.key, c.op === 'get' ? null : c.value, c.clientId, c.seq];
 }
 
 /** The raw fields of a wire command, for parseCommand (which says what is wrong with them). */

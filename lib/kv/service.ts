@@ -1,6 +1,6 @@
 import type { StateMachine } from '../api/state-machine.js';
 import { commandFields, toReply, type KvReply } from './protocol.js';
-import { KvStateMachine, isCommand, parseCommand, MAX_KEY_BYTES } from './state-machine.js';
+import { KvStateMachine, isCommand, isWellFormedString, parseCommand, MAX_KEY_BYTES } from './state-machine.js';
 
 /**
  * The key/value service as a state machine module for the engine: every
@@ -20,6 +20,7 @@ export function createStateMachine(): StateMachine<unknown, KvReply, unknown, Kv
     },
     query(key: unknown): KvReply {
       if (typeof key !== 'string') return ['ErrBadRequest', '', 'a Get names its key as a string'];
+      if (!isWellFormedString(key)) return ['ErrBadRequest', '', 'key is not well-formed Unicode (it has a lone surrogate)'];
       if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) return ['ErrTooLarge', '', `key longer than ${MAX_KEY_BYTES} bytes`];
       return toReply(sm.read(key));
     },

@@ -35,8 +35,28 @@ function longerThan(s: string, limit: number): boolean {
   return Buffer.byteLength(s, 'utf8') > limit;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Is `s` well-formed UTF-16 (no lone surrogate)? Only such strings survive
+ * UTF-8 (msgpack's string form) unchanged: a lone surrogate comes back as
+ * U+FFFD, so "\uD800" and "\uD801" would become one and the same key.
+ */
+export function isWellFormedString(s: string): boolean {
+  // String.prototype.isWellFormed is in Node 20 (V8 11.3); tsconfig's lib (ES2022) does not declare it.
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** Where the first lone surrogate of an ill-formed string is, for the refusal's reason. */
+function loneSurrogateAt(s: string): number {
+  return s.search(LONE_SURROGATE);
+}
+
 /**
  * Check a request's shape and sizes before it goes anywhere near the log.
+ * Keys and values must be strings of well-formed Unicode (see
+ * isWellFormedString): anything else is refused with ErrBadRequest, never
+ * converted, so that what is stored is exactly what was sent.
  * Returns the command, or the refusal to send back.
  */
 export function parseCommand(raw: unknown): KvCommand | KvResult {
@@ -46,6 +66,10 @@ export function parseCommand(raw: unknown): KvCommand | KvResult {
   if (r.op !== 'get' && r.op !== 'put' && r.op !== 'append') return bad(`op must be "get", "put" or "append", got ${JSON.stringify(r.op)}`);
   if (typeof r.key !== 'string') return bad('key must be a string');
   if (r.op !== 'get' && typeof r.value !== 'string') return bad(`value must be a string for ${r.op}`);
+  if (!isWellFormedString(r.key)) return bad(`key is not well-formed Unicode (a lone surrogate at index ${loneSurrogateAt(r.key)})`);
+  if (r.op !== 'get' && !isWellFormedString(r.value as string)) {
+    return bad(`value is not well-formed Unicode (a lone surrogate at index ${loneSurrogateAt(r.value as string)})`);
+  }
   if (!Number.isSafeInteger(r.clientId) || (r.clientId as number) < 0) return bad('clientId must be a non-negative integer');
   if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return bad('seq must be a positive integer');
   if (longerThan(r.key, MAX_KEY_BYTES)) return { err: 'ErrTooLarge', value: '', detail: `key longer than ${MAX_KEY_BYTES} bytes` };
