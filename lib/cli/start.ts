@@ -14,6 +14,7 @@ import { KvOp, type KvOperation } from '../check/kv-model.js';
 import { RaftGroup } from '../api/group.js';
 import { Clerk } from '../kv/clerk.js';
 import { kvStateMachine } from '../kv/index.js';
+import { phaseStats } from './phase-stats.js';
 
 const PEERS = 3;
 const SHARED_KEYS = 10;
@@ -55,7 +56,6 @@ function fail(msg: string): never {
 }
 
 const nowNs = () => Number(process.hrtime.bigint());
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 interface Recorded extends KvOperation {
   phase: number;
@@ -203,11 +203,10 @@ async function main(): Promise<number> {
     console.log('');
     console.log('| phase | operations | ops/s | p50 ms | p99 ms |');
     console.log('|---|---:|---:|---:|---:|');
+    const stats = phaseStats(history, PHASES.length);
     for (let p = 0; p < PHASES.length; p++) {
-      const ops = history.filter((op) => op.phase === p);
-      const lat = ops.map((op) => (op.ret - op.call) / 1e6).sort((a, b) => a - b);
-      const span = ops.length > 0 ? (Math.max(...ops.map((o) => o.ret)) - Math.min(...ops.map((o) => o.call))) / 1e9 : 0;
-      console.log(`| ${PHASES[p]} | ${ops.length} | ${span > 0 ? Math.round(ops.length / span) : 0} | ${percentile(lat, 50).toFixed(2)} | ${percentile(lat, 99).toFixed(2)} |`);
+      const st = stats[p]!;
+      console.log(`| ${PHASES[p]} | ${st.operations} | ${st.opsPerSecond} | ${st.p50Ms.toFixed(2)} | ${st.p99Ms.toFixed(2)} |`);
     }
     console.log(`The cluster served again ${servedAgainMs.toFixed(0)} ms after the leader was killed.`);
     for (let i = 0; i < PEERS; i++) {

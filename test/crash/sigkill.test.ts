@@ -138,7 +138,9 @@ function checkFiles(tt: Test, label: string): void {
       const la = stored[a]!.log;
       const lb = stored[b]!.log;
       const common = [...la.keys()].filter((i) => lb.has(i));
-      const top = Math.max(0, ...common.filter((i) => la.get(i)!.term === lb.get(i)!.term));
+      // A loop: a long log spread into Math.max would pass too many arguments.
+      let top = 0;
+      for (const i of common) if (la.get(i)!.term === lb.get(i)!.term && i > top) top = i;
       for (const i of common) {
         if (i > top) continue;
         const ea = la.get(i)!;
