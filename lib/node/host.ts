@@ -214,15 +214,23 @@ export class PeerHost {
 
   // ---- inputs -------------------------------------------------------------------
 
-  /** A message from another peer (the transport calls this for each one it delivers). */
-  receive(m: WireMessage): void {
-    if (this.stopped) return;
+  /**
+   * A message from another peer (the transport calls this for each one it
+   * delivers). Returns false when it is refused as one no valid peer sends
+   * (the core's checks, or a ForwardReply from a peer the proposal did not
+   * go to): the transport counts it as garbage.
+   */
+  receive(m: WireMessage): boolean {
+    if (this.stopped) return true;
     this.catchUp();
+    let ok = true;
     if (m.type === HostMessageType.Forward) this.onForward(m);
-    else if (m.type === HostMessageType.ForwardReply) this.onForwardReply(m);
+    else if (m.type === HostMessageType.ForwardReply) ok = this.onForwardReply(m);
+    // A snapshot the state machine cannot restore is refused and counted as such, not as garbage.
     else if (m.type === MessageType.Snapshot && !this.restorable(m)) this.refusedSnapshots++;
-    else this.core.step(m);
+    else ok = this.core.step(m);
     this.schedule();
+    return ok;
   }
 
   /** The channel to `peer` went away: look again at what waits on it. */
@@ -642,15 +650,19 @@ export class PeerHost {
     });
   }
 
-  private onForwardReply(m: ForwardReply): void {
+  private onForwardReply(m: ForwardReply): boolean {
     const f = this.forwards.get(m.ctx);
-    if (!f) return;
+    // No longer waited for (it timed out, or its leader changed): nothing to do.
+    if (!f) return true;
+    // Only the leader the proposal went to can answer it.
+    if (m.from !== f.leader) return false;
     this.forwards.delete(m.ctx);
     this.clock.clearTimer(f.timer);
     const o: Outcome = { status: m.status as Status, data: m.data, leader: m.leader };
     if (m.message) o.message = m.message;
     if (m.index >= 0) o.index = m.index;
     f.done(o);
+    return true;
   }
 
   // ---- reads ---------------------------------------------------------------------------

@@ -2,7 +2,10 @@ import { RaftLog } from './log.js';
 import { Progress } from './progress.js';
 import { committedIndex, majority } from './quorum.js';
 import type { Rng } from './prng.js';
+import { messageProblem } from './validate.js';
 import {
+  MAX_TERM,
+  MAX_TERM_JUMP,
   MessageType,
   RaftOptionError,
   Role,
@@ -132,6 +135,9 @@ const MAX_ROUND_STARTS = 64;
 /** The empty entry a leader appends when a read needs a commit in its term (hosts do not apply it). */
 const NOOP = new Uint8Array(0);
 
+/** Follower reads asked of a leader and not yet answered that are remembered; older ones are forgotten. */
+const MAX_ASKED_READS = 1 << 16;
+
 /** Heartbeat rounds without an answer to an InstallSnapshot before it is sent again. */
 const SNAPSHOT_RETRY_ROUNDS = 3;
 /** After this many silent heartbeat rounds a follower is contacted once per this many rounds. */
@@ -141,6 +147,11 @@ const SILENT_ROUNDS_BACKOFF = 3;
  * followers in a message of its own; entries sent meanwhile carry it free.
  */
 export const COMMIT_NOTICE_TICKS = 2;
+
+/** A rule of the core's own that must hold whatever its input; broken, the core has a bug. */
+function invariant(ok: boolean, what: string): asserts ok {
+  if (!ok) throw new Error(`raft core invariant broken: ${what}`);
+}
 
 function requireInt(option: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
@@ -214,6 +225,8 @@ export class RaftCore {
   /** Followers that must be sent the current round (a read is waiting for it). */
   private roundWanted = false;
   private readStates: ReadState[] = [];
+  /** Follower: the reads it asked a leader for, by ctx, with the leader asked (only its answer places one). */
+  private askedReads = new Map<number, PeerId>();
   private transferee: PeerId = -1;
   private transferElapsed = 0;
   private timeoutNowSent = false;
@@ -338,12 +351,40 @@ export class RaftCore {
     return { index: entry.index, term: entry.term };
   }
 
-  step(m: Message): void {
-    if (m.to !== this.id || m.from === this.id || m.from < 0 || m.from >= this.n) return;
+  /**
+   * Take in one message from another peer. Returns false, changing nothing,
+   * for a message no valid peer sends: one that breaks a rule of
+   * messageProblem (lib/raft/validate.ts: types, ranges, terms within
+   * MAX_TERM), is misaddressed, raises this peer's term by more than
+   * MAX_TERM_JUMP, or contradicts what this peer knows: an AppendEntries,
+   * InstallSnapshot or TimeoutNow of this peer's term from a peer other
+   * than the term's known leader (a term has one leader), an answer to this
+   * leader that acknowledges an index beyond its log or echoes a round it
+   * never sent that follower, or an answer to a follower's read from a peer
+   * other than the one asked. A host counts these as garbage. Answers that
+   * are merely late or repeated are taken (and ignored) as before.
+   */
+  step(m: Message): boolean {
+    if (messageProblem(m, this.n) !== undefined || m.to !== this.id || m.from === this.id) return false;
+    if (m.term > this.term + MAX_TERM_JUMP) return false;
     if (m.type === MessageType.ReadIndexResponse) {
       // Valid whatever the terms now: the leader confirmed it led after the read arrived.
+      const asked = this.askedReads.get(m.ctx);
+      // Already answered (a repeat) or long forgotten: nobody waits for it.
+      if (asked === undefined) return true;
+      if (asked !== m.from) return false;
+      this.askedReads.delete(m.ctx);
       this.readStates.push({ ctx: m.ctx, index: m.index });
-      return;
+      return true;
+    }
+    if (
+      m.term === this.term &&
+      (m.type === MessageType.Append || m.type === MessageType.Snapshot || m.type === MessageType.TimeoutNow) &&
+      this.leader !== -1 &&
+      this.leader !== m.from
+    ) {
+      // A second leader in one term (or one sending to the leader itself): Election Safety says none exists.
+      return false;
     }
     // A pre-vote asks about a future term, and a granted one echoes it: neither moves our term.
     const aboutFutureTerm = (m.type === MessageType.Vote && m.pre) || (m.type === MessageType.VoteResponse && m.pre && m.granted);
@@ -352,7 +393,7 @@ export class RaftCore {
       this.becomeFollower(m.term, fromLeader ? m.from : -1);
     } else if (m.term < this.term) {
       this.rejectStale(m);
-      return;
+      return true;
     }
     switch (m.type) {
       case MessageType.Vote:
@@ -365,14 +406,12 @@ export class RaftCore {
         this.handleAppend(m);
         break;
       case MessageType.AppendResponse:
-        this.handleAppendResponse(m);
-        break;
+        return this.handleAppendResponse(m);
       case MessageType.Snapshot:
         this.handleSnapshot(m);
         break;
       case MessageType.SnapshotResponse:
-        this.handleSnapshotResponse(m);
-        break;
+        return this.handleSnapshotResponse(m);
       case MessageType.ReadIndex:
         this.handleReadIndex(m);
         break;
@@ -381,6 +420,7 @@ export class RaftCore {
         if (this.role !== Role.Leader) this.campaign(true);
         break;
     }
+    return true;
   }
 
   /**
@@ -395,13 +435,17 @@ export class RaftCore {
    * Returns false when no leader is known: no answer will come.
    */
   readIndex(ctx: number, lease = false): boolean {
-    if (!Number.isSafeInteger(ctx)) throw new RaftOptionError('ctx', `must be an integer, got ${String(ctx)}`);
+    if (!Number.isSafeInteger(ctx) || ctx < 0) throw new RaftOptionError('ctx', `must be a non-negative integer, got ${String(ctx)}`);
     if (this.role === Role.Leader) {
       this.leaderRead(ctx, -1, lease);
       return true;
     }
     if (this.role !== Role.Follower || this.leader === -1) return false;
     this.send({ type: MessageType.ReadIndex, from: this.id, to: this.leader, term: this.term, ctx, lease });
+    this.askedReads.delete(ctx);
+    this.askedReads.set(ctx, this.leader);
+    // An ask or answer lost on the way leaves its entry behind: forget the oldest.
+    if (this.askedReads.size > MAX_ASKED_READS) this.askedReads.delete(this.askedReads.keys().next().value!);
     return true;
   }
 
@@ -537,6 +581,7 @@ export class RaftCore {
   }
 
   private becomeFollower(term: number, leader: PeerId): void {
+    invariant(term <= MAX_TERM, `term ${term} beyond MAX_TERM`);
     if (this.role === Role.Leader) this.dropLeaderState();
     if (term > this.term) {
       this.term = term;
@@ -552,6 +597,8 @@ export class RaftCore {
 
   /** `force`: a transfer's target, which asks every peer (no pre-vote round came first). */
   private campaign(force = false): void {
+    // No room for another term (only reachable by being pushed there): wait, as a follower.
+    if (this.term >= MAX_TERM) return this.resetElectionTimer();
     this.forcedCampaign = force;
     this.term++;
     this.vote = this.id;
@@ -577,6 +624,7 @@ export class RaftCore {
 
   /** Ask for pre-votes for term+1; the real election starts only once a majority would vote. */
   private preCampaign(): void {
+    if (this.term >= MAX_TERM) return this.resetElectionTimer();
     this.role = Role.PreCandidate;
     this.leader = -1;
     this.votes = new Set([this.id]);
@@ -715,9 +763,11 @@ export class RaftCore {
       break;
     }
 
+    // A commit index beyond what this message carried counts only as far as it.
     if (m.commit > this.log.commitIndex) {
       this.log.commitIndex = Math.max(this.log.commitIndex, Math.min(m.commit, lastNew));
     }
+    invariant(this.log.commitIndex <= this.log.lastIndex(), `commit index ${this.log.commitIndex} beyond the last index ${this.log.lastIndex()}`);
     this.respondAppend(m.from, true, lastNew, 0, 0, seq);
   }
 
@@ -725,9 +775,13 @@ export class RaftCore {
     this.send({ type: MessageType.AppendResponse, from: this.id, to, term: this.term, success, index, hintTerm, hintIndex, seq });
   }
 
-  private handleAppendResponse(m: AppendResponse): void {
-    if (this.role !== Role.Leader) return;
+  /** False: an answer no follower of this leader sends (beyond its log, or a round never sent it). */
+  private handleAppendResponse(m: AppendResponse): boolean {
+    if (this.role !== Role.Leader) return true;
     const pr = this.progress[m.from]!;
+    // A follower answers only what this leader sent it: an index this log
+    // does not hold would let entries that do not exist count as replicated.
+    if (m.index > this.log.lastIndex() || (m.seq ?? 0) > pr.sentSeq) return false;
     pr.heard(this.ticks);
     // Any answer in this term, a refusal too, shows the follower still followed this leader.
     if ((m.seq ?? 0) > pr.ackedSeq) {
@@ -743,13 +797,13 @@ export class RaftCore {
       }
       if (m.from === this.transferee) this.maybeSendTimeoutNow();
       if (this.shouldStream(pr)) this.sendAppend(m.from);
-      return;
+      return true;
     }
     // A rejection that answers an older message than the one outstanding is stale;
     // while a snapshot is outstanding only its answer moves the follower on.
-    if (pr.state === 'snapshot') return;
-    if (pr.state === 'replicate' && m.index <= pr.match) return;
-    if (pr.state === 'probe' && m.index !== pr.next - 1) return;
+    if (pr.state === 'snapshot') return true;
+    if (pr.state === 'replicate' && m.index <= pr.match) return true;
+    if (pr.state === 'probe' && m.index !== pr.next - 1) return true;
     let hintNext = m.hintIndex;
     if (m.hintTerm > 0) {
       const last = this.log.lastIndexOfTerm(m.hintTerm);
@@ -758,6 +812,7 @@ export class RaftCore {
     pr.becomeProbe();
     pr.next = Math.max(pr.match + 1, Math.min(hintNext, m.index));
     this.sendAppend(m.from);
+    return true;
   }
 
   // ---- log compaction (7) ----------------------------------------------------
@@ -780,8 +835,10 @@ export class RaftCore {
     this.send({ type: MessageType.SnapshotResponse, from: this.id, to: m.from, term: this.term, index: snap.index });
   }
 
-  private handleSnapshotResponse(m: SnapshotResponse): void {
-    if (this.role !== Role.Leader) return;
+  /** False: an answer beyond this leader's log (its snapshot, or the follower's commit index, never is). */
+  private handleSnapshotResponse(m: SnapshotResponse): boolean {
+    if (this.role !== Role.Leader) return true;
+    if (m.index > this.log.lastIndex()) return false;
     const pr = this.progress[m.from]!;
     pr.heard(this.ticks);
     pr.maybeUpdate(m.index);
@@ -790,6 +847,7 @@ export class RaftCore {
       this.maybeCommit();
       this.sendAppend(m.from);
     }
+    return true;
   }
 
   private sendSnapshot(to: PeerId): void {
@@ -802,6 +860,7 @@ export class RaftCore {
   /** 5.4.2: only entries of the current term are committed by counting replicas. */
   private maybeCommit(): void {
     const n = committedIndex(this.progress.map((p) => p.match));
+    invariant(n <= this.log.lastIndex(), `a majority matches ${n}, beyond the last index ${this.log.lastIndex()}`);
     if (n > this.log.commitIndex && (this.log.term(n) === this.term || this.bugs.commitPreviousTerm)) {
       this.log.commitIndex = n;
       this.committedAt = this.ticks;

@@ -2,3 +2,4 @@ export { RaftCore, COMMIT_NOTICE_TICKS, type CoreOptions, type CoreStatus, type 
 export { RaftLog } from './log.js';
 export { seededRng, randInt, type Rng } from './prng.js';
 export * from './types.js';
+export { messageProblem } from './validate.js';

@@ -24,6 +24,37 @@ export interface Snapshot extends SnapshotMeta {
   data: Uint8Array;
 }
 
+/**
+ * The largest term a message may carry (and so the largest a peer can be
+ * told to adopt). A peer adds 1 to its term for every election it starts,
+ * so a term must leave room to grow: at Number.MAX_SAFE_INTEGER, term + 1
+ * is no longer exact and no election could ever happen again (and the term
+ * is persisted, so not after a restart either). Any term at or below 2^52
+ * leaves about 4.5e15 elections below MAX_SAFE_INTEGER, far more than a
+ * cluster holds in its lifetime (at 1,000 elections a second, 140,000
+ * years). A peer never starts an election beyond MAX_TERM, so every term
+ * it sends is within it too.
+ */
+export const MAX_TERM = 2 ** 52;
+
+/**
+ * The most a message may raise its receiver's term by at once. Bounding
+ * the term alone would not be enough: a message at MAX_TERM itself would
+ * leave no election that the others accept. A peer far behind legitimately
+ * jumps by the number of elections it missed, which 2^32 (at 1,000
+ * elections a second, 50 days of them) covers; a term further ahead is
+ * refused, so one bad message cannot use up the room below MAX_TERM.
+ */
+export const MAX_TERM_JUMP = 2 ** 32;
+
+/**
+ * The largest log index (and commit index, read index, round number) a
+ * message may carry: a leader's log grows by one index per entry, so 2^52
+ * is as out of reach as MAX_TERM, and an Append's prevLogIndex plus its
+ * entries is bounded by it too, so index arithmetic stays exact.
+ */
+export const MAX_INDEX = 2 ** 52;
+
 export const MessageType = {
   Vote: 1,
   VoteResponse: 2,

@@ -1,6 +1,8 @@
 import { Packr, Unpackr } from 'msgpackr';
-import { MessageType, type Entry, type Message } from '../raft/types.js';
+import { MAX_INDEX, MAX_TERM, MessageType, type Entry, type Message } from '../raft/types.js';
+import { intIn as rangeProblem, messageProblem } from '../raft/validate.js';
 import { HostMessageType, type WireMessage } from '../node/messages.js';
+import { isStatus } from '../node/outcome.js';
 
 /**
  * Wire format of one peer-to-peer frame: a msgpack array
@@ -64,6 +66,13 @@ function int(v: unknown, what: string): number {
   return v;
 }
 
+/** An integer in [lo, hi]. */
+function intIn(v: unknown, lo: number, hi: number, what: string): number {
+  const problem = rangeProblem(v, lo, hi, what);
+  if (problem) throw new DecodeError(problem);
+  return v as number;
+}
+
 function bool(v: unknown, what: string): boolean {
   if (typeof v !== 'boolean') throw new DecodeError(`${what} is not a boolean`);
   return v;
@@ -80,16 +89,47 @@ function bytes(v: unknown, what: string): Uint8Array {
   return Uint8Array.prototype.slice.call(v);
 }
 
-/** Validates shape and types; throws DecodeError for anything malformed. */
-export function decodeFrame(raw: unknown): Frame {
+/** Items in a frame of each type: the header's six and the type's own fields. */
+const FRAME_LENGTH: Record<number, number> = {
+  [MessageType.Vote]: 9,
+  [MessageType.VoteResponse]: 8,
+  [MessageType.Append]: 11,
+  [MessageType.AppendResponse]: 11,
+  [MessageType.Snapshot]: 9,
+  [MessageType.SnapshotResponse]: 7,
+  [MessageType.ReadIndex]: 8,
+  [MessageType.ReadIndexResponse]: 8,
+  [MessageType.TimeoutNow]: 6,
+  [HostMessageType.Forward]: 9,
+  [HostMessageType.ForwardReply]: 12,
+};
+
+/** setTimeout's limit: a forwarded proposal's timeout is never longer. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * Validates shape, types and ranges; throws DecodeError for anything
+ * malformed. `peers` is the cluster size (ids are 0..peers-1). A Raft
+ * message must meet every rule of messageProblem (lib/raft/validate.ts:
+ * terms within MAX_TERM and the message's own term, indices within
+ * MAX_INDEX, entries contiguous with non-decreasing terms, ...). A host
+ * message: term in [0, MAX_TERM]; ctx a non-negative safe integer;
+ * Forward's timeoutMs in [0, 2^31 - 1]; ForwardReply's status a Status
+ * code, leader -1 (none known) or a peer, index -1 (no entry) or in
+ * [0, MAX_INDEX]. Every frame has exactly its type's number of items.
+ */
+export function decodeFrame(raw: unknown, peers: number): Frame {
   if (!Array.isArray(raw) || raw.length < 6) throw new DecodeError('frame is not an array of at least 6 items');
-  const fromInc = int(raw[0], 'fromInc');
-  const toInc = int(raw[1], 'toInc');
+  const fromInc = intIn(raw[0], 0, Number.MAX_SAFE_INTEGER, 'fromInc');
+  const toInc = intIn(raw[1], 0, Number.MAX_SAFE_INTEGER, 'toInc');
   const type = raw[2];
+  const length = typeof type === 'number' ? FRAME_LENGTH[type] : undefined;
+  if (length === undefined) throw new DecodeError(`unknown message type ${String(type)}`);
+  if (raw.length !== length) throw new DecodeError(`a frame of type ${String(type)} has ${length} items, not ${raw.length}`);
   const term = int(raw[3], 'term');
   const from = int(raw[4], 'from');
   const to = int(raw[5], 'to');
-  let msg: WireMessage;
+  let msg: Message;
   switch (type) {
     case MessageType.Vote:
       msg = { type, term, from, to, lastLogIndex: int(raw[6], 'lastLogIndex'), lastLogTerm: int(raw[7], 'lastLogTerm'), pre: bool(raw[8], 'pre') };
@@ -98,11 +138,12 @@ export function decodeFrame(raw: unknown): Frame {
       msg = { type, term, from, to, granted: bool(raw[6], 'granted'), pre: bool(raw[7], 'pre') };
       break;
     case MessageType.Append: {
-      const prevLogIndex = int(raw[6], 'prevLogIndex');
+      const prevLogIndex = intIn(raw[6], 0, MAX_INDEX, 'prevLogIndex');
       const prevLogTerm = int(raw[7], 'prevLogTerm');
       const commit = int(raw[8], 'commit');
       const flat = raw[9];
       if (!Array.isArray(flat) || flat.length % 2 !== 0) throw new DecodeError('entries are malformed');
+      if (flat.length / 2 > MAX_INDEX - prevLogIndex) throw new DecodeError(`prevLogIndex ${prevLogIndex} + ${flat.length / 2} entries is beyond ${MAX_INDEX}`);
       const entries: Entry[] = new Array(flat.length / 2);
       for (let k = 0; k < entries.length; k++) {
         entries[k] = { index: prevLogIndex + 1 + k, term: int(flat[2 * k], 'entry term'), data: bytes(flat[2 * k + 1], 'entry data') };
@@ -144,26 +185,40 @@ export function decodeFrame(raw: unknown): Frame {
     case MessageType.TimeoutNow:
       msg = { type, term, from, to };
       break;
-    case HostMessageType.Forward:
-      msg = { type, term, from, to, ctx: int(raw[6], 'ctx'), timeoutMs: int(raw[7], 'timeoutMs'), data: bytes(raw[8], 'data') };
-      break;
-    case HostMessageType.ForwardReply:
-      msg = {
+    case HostMessageType.Forward: {
+      const forward: WireMessage = {
         type,
-        term,
-        from,
-        to,
-        ctx: int(raw[6], 'ctx'),
-        status: int(raw[7], 'status'),
-        leader: int(raw[8], 'leader'),
-        index: int(raw[9], 'index'),
+        term: intIn(term, 0, MAX_TERM, 'term'),
+        from: intIn(from, 0, peers - 1, 'from'),
+        to: intIn(to, 0, peers - 1, 'to'),
+        ctx: intIn(raw[6], 0, Number.MAX_SAFE_INTEGER, 'ctx'),
+        timeoutMs: intIn(raw[7], 0, MAX_TIMEOUT_MS, 'timeoutMs'),
+        data: bytes(raw[8], 'data'),
+      };
+      return { fromInc, toInc, msg: forward };
+    }
+    case HostMessageType.ForwardReply: {
+      const status = raw[7];
+      if (!isStatus(status)) throw new DecodeError(`status ${String(status)} is not a status code`);
+      const reply: WireMessage = {
+        type,
+        term: intIn(term, 0, MAX_TERM, 'term'),
+        from: intIn(from, 0, peers - 1, 'from'),
+        to: intIn(to, 0, peers - 1, 'to'),
+        ctx: intIn(raw[6], 0, Number.MAX_SAFE_INTEGER, 'ctx'),
+        status,
+        leader: intIn(raw[8], -1, peers - 1, 'leader'),
+        index: intIn(raw[9], -1, MAX_INDEX, 'index'),
         data: bytes(raw[10], 'data'),
         message: str(raw[11], 'message'),
       };
-      break;
+      return { fromInc, toInc, msg: reply };
+    }
     default:
       throw new DecodeError(`unknown message type ${String(type)}`);
   }
+  const problem = messageProblem(msg, peers);
+  if (problem) throw new DecodeError(problem);
   return { fromInc, toInc, msg };
 }
 

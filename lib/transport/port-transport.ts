@@ -6,15 +6,16 @@ import { BatchBuffer, decodeFrame, encodeFrame, unpackBatch, type Frame } from '
 /**
  * One peer's side of the in-process network: a MessagePort to each other
  * peer's worker, msgpack frames, and everything queued for one destination
- * in one turn posted as one buffer. A batch that cannot be decoded, or a
- * frame that is malformed or misaddressed, is dropped and counted; the peer
- * carries on.
+ * in one turn posted as one buffer. A batch that cannot be decoded, a
+ * frame that is malformed or misaddressed, or a message the host refuses
+ * (its handler returns false: no valid peer could have sent it) is dropped
+ * and counted; the peer carries on.
  */
 export class PortTransport implements Transport {
   protected readonly ports = new Map<number, MessagePort>();
   private readonly mailboxes: MessagePort[] = [];
   private readonly out = new Map<number, BatchBuffer>();
-  private handler: ((m: WireMessage) => void) | undefined;
+  private handler: ((m: WireMessage) => boolean | void) | undefined;
   /** Told when a peer's channel goes away (its worker died). */
   onLost: ((peer: number) => void) | undefined;
   protected closed = false;
@@ -30,8 +31,9 @@ export class PortTransport implements Transport {
    * Where delivered messages go (the host's receive). Until this is called
    * the ports hold what arrives (a MessagePort delivers nothing before it
    * has a listener), so a peer that is still loading loses no message.
+   * A handler that returns false refused the message: it counts as garbage.
    */
-  listen(handler: (m: WireMessage) => void): void {
+  listen(handler: (m: WireMessage) => boolean | void): void {
     this.handler = handler;
     for (const port of this.ports.values()) this.hear(port);
     for (const port of this.mailboxes) this.hear(port);
@@ -63,7 +65,7 @@ export class PortTransport implements Transport {
     if (this.handler) this.hear(port);
   }
 
-  /** Messages dropped because they could not be decoded or were misaddressed. */
+  /** Messages dropped because they could not be decoded, were misaddressed or were refused by the handler. */
   garbage(): number {
     return this.dropped;
   }
@@ -101,7 +103,7 @@ export class PortTransport implements Transport {
     for (const raw of raws) {
       let frame: Frame;
       try {
-        frame = decodeFrame(raw);
+        frame = decodeFrame(raw, this.n);
       } catch {
         this.countGarbage();
         continue;
@@ -112,7 +114,7 @@ export class PortTransport implements Transport {
         continue;
       }
       if (!this.admit(frame)) continue;
-      this.handler?.(m);
+      if (this.handler?.(m) === false) this.countGarbage();
     }
   }
 

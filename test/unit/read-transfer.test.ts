@@ -156,7 +156,7 @@ t.test('6.4: a leader that steps down before its round completes refuses the rea
   l.readIndex(1);
   l.step({ type: MessageType.ReadIndex, from: 2, to: 0, term: l.currentTerm(), ctx: 44, lease: false });
   take(l);
-  l.step({ type: MessageType.Vote, from: 1, to: 0, term: l.currentTerm() + 1, lastLogIndex: 9, lastLogTerm: 9, pre: false });
+  l.step({ type: MessageType.Vote, from: 1, to: 0, term: l.currentTerm() + 1, lastLogIndex: 9, lastLogTerm: l.currentTerm(), pre: false });
   const rd = take(l);
   t.equal(l.status().role, Role.Follower, 'it stepped down');
   t.same(rd.readStates, [{ ctx: 1, index: -1 }], 'its own read is refused');
@@ -170,8 +170,9 @@ t.test('6.4: a follower asks its leader, whose answer places the read; without a
   f.step({ type: MessageType.Append, from: 0, to: 1, term: 2, prevLogIndex: 0, prevLogTerm: 0, entries: [], commit: 0, seq: 1 });
   take(f);
   t.ok(f.readIndex(3), 'with a leader the read is asked for');
+  t.ok(f.readIndex(4));
   const ask = ofType(take(f).messages, MessageType.ReadIndex);
-  t.same(ask.map((m) => [m.to, m.ctx, m.lease]), [[0, 3, false]], 'one ReadIndex to the leader');
+  t.same(ask.map((m) => [m.to, m.ctx, m.lease]), [[0, 3, false], [0, 4, false]], 'one ReadIndex to the leader for each');
   f.step({ type: MessageType.ReadIndexResponse, from: 0, to: 1, term: 2, ctx: 3, index: 12 });
   t.same(take(f).readStates, [{ ctx: 3, index: 12 }], 'the leader\'s index places it');
   // Valid even if this follower has moved to a later term since.
