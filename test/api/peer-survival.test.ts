@@ -87,7 +87,11 @@ t.test('a peer that dies anyway is reported at once, with its error, and clients
     stateMachine: counter({ poisonPeer: 1 }),
     snapshotThreshold: 4096,
     onPeerError: (peer, _inc, err) => {
-      void g?.status().then((s) => died.push({ peer, err, runningThen: s.peers[peer]!.running }));
+      const running = g!.status().then(
+        (s) => s.peers[peer]!.running,
+        () => undefined,
+      );
+      void running.then((runningThen) => died.push({ peer, err, runningThen: runningThen ?? false }));
     },
   };
   g = (await RaftGroup.open(opts)) as Counter;
@@ -108,6 +112,7 @@ t.test('a peer that dies anyway is reported at once, with its error, and clients
     const t0 = Date.now();
     for (let j = 0; j < 20; j++) await g.propose({ op: 'add', n: 1 }, { timeoutMs: 5000 });
     t.ok(Date.now() - t0 < 5000, `proposals go on through the other peers (20 in ${Date.now() - t0} ms)`);
+    t.same(died.map((x) => x.peer), [1], 'no other peer died');
   } finally {
     await g.close();
   }
