@@ -24,8 +24,14 @@ function header(kind: number, a: number, b: number): number {
   return crc32(headBytes);
 }
 
+// zlib.crc32 of an empty Buffer whose memory is null (what SQLite hands back for an
+// empty blob) returns 0, not the running value: an empty payload adds nothing anyway.
+function extend(crc: number, data: Uint8Array): number {
+  return data.length === 0 ? crc : crc32(data, crc);
+}
+
 export function entryChecksum(index: number, term: number, data: Uint8Array): number {
-  return crc32(data, header(KIND_ENTRY, index, term));
+  return extend(header(KIND_ENTRY, index, term), data);
 }
 
 export function hardStateChecksum(term: number, vote: number): number {
@@ -33,5 +39,5 @@ export function hardStateChecksum(term: number, vote: number): number {
 }
 
 export function snapshotChecksum(index: number, term: number, data: Uint8Array): number {
-  return crc32(data, header(KIND_SNAPSHOT, index, term));
+  return extend(header(KIND_SNAPSHOT, index, term), data);
 }

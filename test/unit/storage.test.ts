@@ -29,6 +29,19 @@ t.test('state survives close and reopen', async (t) => {
   b.close();
 });
 
+t.test('empty entries and an empty snapshot pass their checksums when read back', async (t) => {
+  const file = fresh();
+  const a = new SqliteStorage(file, { peer: 0 });
+  // A new leader's no-op entry has no bytes; SQLite hands an empty blob back as a Buffer with no memory.
+  a.save(ready({ hardState: { term: 2, vote: 0 }, entries: [ent(1, 1), { index: 2, term: 2, data: new Uint8Array(0) }], lastIndex: 2 }));
+  a.save(ready({ snapshot: { index: 1, term: 1, data: new Uint8Array(0) }, lastIndex: 2 }));
+  a.close();
+  const b = new SqliteStorage(file, { peer: 0 });
+  const st = b.load();
+  b.close();
+  t.same([st.snapshot?.index, st.snapshot?.data.length, st.entries.map((e) => [e.index, e.data.length])], [1, 0, [[2, 0]]], 'they load');
+});
+
 t.test('a conflicting suffix is overwritten and nothing past lastIndex remains', async (t) => {
   const s = new SqliteStorage(fresh(), { peer: 0 });
   s.save(ready({ entries: [1, 2, 3, 4, 5].map((i) => ent(i, 1)), lastIndex: 5 }));
