@@ -71,6 +71,12 @@ const SCHEMA = `
 const SESSION_OPEN = 'open';
 const SESSION_CLOSED = 'closed';
 
+const CHECKPOINT_SQL = `
+  UPDATE meta SET value = '${SESSION_OPEN}' WHERE key = 'session';
+  PRAGMA wal_checkpoint(FULL);
+  UPDATE meta SET value = '${SESSION_CLOSED}' WHERE key = 'session';
+`;
+
 /** Run a checkpoint once the log has grown about this many pages (SQLite's own default is 1000). */
 const CHECKPOINT_PAGES = 1000;
 const PAGE_BYTES = 4096;
@@ -375,17 +381,18 @@ export class SqliteStorage implements Storage {
     }
   }
 
-  /** Copy the log into the main file, bracketed by the session marks (see SESSION_OPEN). */
+  /**
+   * Copy the log into the main file, bracketed by the session marks (see
+   * SESSION_OPEN), in one native call: a worker being terminated stops only
+   * between JavaScript statements, and one stopped between the marks would
+   * leave 'open' as the log's last word, which the close that follows (it
+   * checkpoints and deletes the log) would make the main file's, refusing
+   * a file that lost nothing. FULL waits (up to the busy timeout) for other
+   * readers (the lab harness reading the file) so that the copy is whole.
+   */
   private checkpoint(db: Database.Database): void {
-    const mark = db.prepare(`UPDATE meta SET value = ? WHERE key = 'session'`);
-    mark.run(SESSION_OPEN);
-    const [r] = db.pragma('wal_checkpoint(FULL)') as { busy: number; log: number; checkpointed: number }[];
-    // Only after a checkpoint that copied everything may a 'closed' mark follow: a partial one
-    // (another connection, the lab harness reading the file, held an old snapshot) is tried again later.
-    if (r && r.busy === 0 && r.checkpointed === r.log) {
-      mark.run(SESSION_CLOSED);
-      this.walPages = 0;
-    }
+    db.exec(CHECKPOINT_SQL);
+    this.walPages = 0;
   }
 
   /** The stored state, every value's checksum verified (on open it was verified already; that copy is handed over once). */
