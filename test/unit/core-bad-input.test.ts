@@ -13,83 +13,27 @@ import {
   RaftCore,
   RaftOptionError,
   Role,
-  seededRng,
   type AppendRequest,
   type AppendResponse,
   type Entry,
   type InitialState,
   type Message,
   type PeerId,
-  type Ready,
 } from '../../lib/raft/index.js';
+import { ELECTION, HEARTBEAT, ack, appendAck, leaderWithCommits as leaderOf, makeCore, ofType, take } from './core-driver.js';
 
-const ELECTION = 10;
-const HEARTBEAT = 2;
 const enc = new TextEncoder();
 
 function core(id: PeerId, n: number, initial?: InitialState): RaftCore {
-  return new RaftCore({ id, peers: n, electionTicks: ELECTION, heartbeatTicks: HEARTBEAT, rng: seededRng(300 + id), initial });
-}
-
-function take(c: RaftCore): Ready {
-  const rd = c.ready();
-  c.advance(rd);
-  return rd;
-}
-
-function ofType<T extends Message['type']>(msgs: Message[], type: T): Extract<Message, { type: T }>[] {
-  return msgs.filter((m): m is Extract<Message, { type: T }> => m.type === type);
+  return makeCore(id, n, 300, initial ? { initial } : {});
 }
 
 function ent(index: number, term: number): Entry {
   return { index, term, data: enc.encode(`e${index}`) };
 }
 
-function elect(c: RaftCore): void {
-  const term = c.currentTerm();
-  for (let k = 0; k < 4 * ELECTION && c.currentTerm() === term; k++) c.tick();
-  take(c);
-  for (let p = 0; p < c.n && !c.isLeader(); p++) {
-    if (p !== c.id) c.step({ type: MessageType.VoteResponse, from: p, to: c.id, term: c.currentTerm(), granted: true, pre: false });
-  }
-  if (!c.isLeader()) throw new Error('not elected');
-}
-
-function ackOf(m: AppendRequest): AppendResponse {
-  return {
-    type: MessageType.AppendResponse,
-    from: m.to,
-    to: m.from,
-    term: m.term,
-    success: true,
-    index: m.prevLogIndex + m.entries.length,
-    hintTerm: 0,
-    hintIndex: 0,
-    seq: m.seq ?? 0,
-  };
-}
-
-/** Acknowledge, as peer `from`, every AppendEntries the leader sent it. */
-function ack(l: RaftCore, msgs: Message[], from: PeerId): void {
-  for (const m of ofType(msgs, MessageType.Append)) {
-    if (m.to === from && !l.step(ackOf(m))) throw new Error(`a genuine answer from peer ${from} was refused`);
-  }
-}
-
-/** Leader 0 of 3 peers with `count` entries of its term committed (peer 1 keeps up, peer 2 answered only the announcement). */
-function leaderWithCommits(count: number): RaftCore {
-  const l = core(0, 3);
-  elect(l);
-  let rd = take(l);
-  ack(l, rd.messages, 1);
-  ack(l, rd.messages, 2);
-  for (let k = 0; k < count; k++) l.propose(enc.encode(`cmd ${k}`));
-  rd = take(l);
-  ack(l, rd.messages, 1);
-  take(l);
-  if (l.log.commitIndex !== count) throw new Error(`commit ${l.log.commitIndex}, wanted ${count}`);
-  return l;
-}
+const ackOf = (m: AppendRequest): AppendResponse => appendAck(m, m.term);
+const leaderWithCommits = (count: number): RaftCore => leaderOf(core(0, 3), count);
 
 /** A follower (peer 1 of 3) of leader 0 in `term`, holding `entries`. */
 function follower(term: number, entries: Entry[] = []): RaftCore {

@@ -7,86 +7,22 @@ import {
   RaftCore,
   RaftOptionError,
   Role,
-  seededRng,
-  type AppendRequest,
-  type AppendResponse,
   type CoreOptions,
   type Entry,
   type Message,
   type PeerId,
-  type Ready,
 } from '../../lib/raft/index.js';
+import { ELECTION, HEARTBEAT, ack, appendAck, elect, leaderWithCommits as leaderOf, makeCore, ofType, take } from './core-driver.js';
 
-const ELECTION = 10;
-const HEARTBEAT = 2;
 const enc = new TextEncoder();
 
 function core(id: PeerId, n: number, opts: Partial<CoreOptions> = {}): RaftCore {
-  return new RaftCore({ id, peers: n, electionTicks: ELECTION, heartbeatTicks: HEARTBEAT, rng: seededRng(100 + id), ...opts });
-}
-
-/** Take the pending Ready, "persist" it and advance. */
-function take(c: RaftCore): Ready {
-  const rd = c.ready();
-  c.advance(rd);
-  return rd;
-}
-
-function ofType<T extends Message['type']>(msgs: Message[], type: T): Extract<Message, { type: T }>[] {
-  return msgs.filter((m): m is Extract<Message, { type: T }> => m.type === type);
-}
-
-/** Make a lone core leader of the next term by feeding it granted votes. */
-function elect(c: RaftCore): void {
-  const term = c.currentTerm();
-  for (let k = 0; k < 4 * ELECTION && c.currentTerm() === term; k++) c.tick();
-  take(c);
-  if (c.status().role === Role.PreCandidate) {
-    for (let p = 0; p < c.n; p++) if (p !== c.id) c.step({ type: MessageType.VoteResponse, from: p, to: c.id, term: c.currentTerm() + 1, granted: true, pre: true });
-    take(c);
-  }
-  for (let p = 0; p < c.n && !c.isLeader(); p++) {
-    if (p !== c.id) c.step({ type: MessageType.VoteResponse, from: p, to: c.id, term: c.currentTerm(), granted: true, pre: false });
-  }
-  if (!c.isLeader()) throw new Error('not elected');
-}
-
-/** Acknowledge everything the leader sent to `from` (echoing each message's round). */
-function ack(leader: RaftCore, msgs: Message[], from: PeerId): void {
-  for (const m of ofType(msgs, MessageType.Append)) {
-    if (m.to !== from) continue;
-    leader.step(appendAck(m, leader.currentTerm()));
-  }
-}
-
-function appendAck(m: AppendRequest, term: number): AppendResponse {
-  return {
-    type: MessageType.AppendResponse,
-    from: m.to,
-    to: m.from,
-    term,
-    success: true,
-    index: m.prevLogIndex + m.entries.length,
-    hintTerm: 0,
-    hintIndex: 0,
-    seq: m.seq ?? 0,
-  };
+  return makeCore(id, n, 100, opts);
 }
 
 /** A leader of a 3-peer group that has committed `count` entries of its own term. */
 function leaderWithCommits(count: number, opts: Partial<CoreOptions> = {}): RaftCore {
-  const l = core(0, 3, opts);
-  elect(l);
-  // Both followers answer the new leader's announcement; then only peer 1 keeps up.
-  let rd = take(l);
-  ack(l, rd.messages, 1);
-  ack(l, rd.messages, 2);
-  for (let k = 0; k < count; k++) l.propose(enc.encode(`cmd ${k}`));
-  rd = take(l);
-  ack(l, rd.messages, 1);
-  take(l);
-  if (l.log.commitIndex !== count) throw new Error(`commit ${l.log.commitIndex}, wanted ${count}`);
-  return l;
+  return leaderOf(core(0, 3, opts), count);
 }
 
 t.test('6.4: a leader places a read at its commit index only once a majority has answered a round begun after the read arrived', async (t) => {
