@@ -148,11 +148,6 @@ function removeLeftovers(file: string): void {
   for (const name of readdirSync(dir)) if (name.startsWith(prefix)) removeQuietly(join(dir, name));
 }
 
-interface Verified {
-  initial: InitialState;
-  peer: number | undefined;
-}
-
 function readPeer(db: Database.Database): number | undefined {
   const row = db.prepare(`SELECT value FROM meta WHERE key = 'peer'`).get() as { value: number } | undefined;
   return row?.value;
@@ -243,7 +238,7 @@ function raftStateSize(db: Database.Database): number {
  * owner, that its last session either closed or left its write-ahead log,
  * and every stored value's checksum. Returns what the peer starts from.
  */
-function verify(file: string, peer: number): Verified {
+function verify(file: string, peer: number): InitialState {
   const walSize = sizeOf(`${file}-wal`);
   const hadShm = existsSync(`${file}-shm`);
   const db = openChecked(file);
@@ -261,8 +256,7 @@ function verify(file: string, peer: number): Verified {
           'do not start this peer from the file as it is',
       );
     }
-    const initial: InitialState = { hardState: readHardState(db, file), snapshot: readSnapshotRow(db, file), entries: readLog(db, file) };
-    return { initial, peer: owner };
+    return { hardState: readHardState(db, file), snapshot: readSnapshotRow(db, file), entries: readLog(db, file) };
   } catch (e) {
     if (e instanceof StorageError) throw e;
     throw storageFailure(e, file, 'reading');
@@ -366,7 +360,7 @@ export class SqliteStorage implements Storage {
     } catch (e) {
       throw storageFailure(e, file, 'checking that it is readable and writable');
     }
-    this.initial = verify(file, opts.peer).initial;
+    this.initial = verify(file, opts.peer);
     const db = new Database(file, { fileMustExist: true, ...nativeBinding() });
     try {
       db.pragma(`synchronous = ${opts.fsync === false ? 'OFF' : 'FULL'}`);

@@ -118,6 +118,11 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
  * code, leader -1 (none known) or a peer, index -1 (no entry) or in
  * [0, MAX_INDEX]. Every frame has exactly its type's number of items.
  */
+/** A host message's term and ids, checked as messageProblem checks a Raft message's. */
+function hostHead(term: number, from: number, to: number, peers: number): { term: number; from: number; to: number } {
+  return { term: intIn(term, 0, MAX_TERM, 'term'), from: intIn(from, 0, peers - 1, 'from'), to: intIn(to, 0, peers - 1, 'to') };
+}
+
 export function decodeFrame(raw: unknown, peers: number): Frame {
   if (!Array.isArray(raw) || raw.length < 6) throw new DecodeError('frame is not an array of at least 6 items');
   const fromInc = intIn(raw[0], 0, Number.MAX_SAFE_INTEGER, 'fromInc');
@@ -188,9 +193,7 @@ export function decodeFrame(raw: unknown, peers: number): Frame {
     case HostMessageType.Forward: {
       const forward: WireMessage = {
         type,
-        term: intIn(term, 0, MAX_TERM, 'term'),
-        from: intIn(from, 0, peers - 1, 'from'),
-        to: intIn(to, 0, peers - 1, 'to'),
+        ...hostHead(term, from, to, peers),
         ctx: intIn(raw[6], 0, Number.MAX_SAFE_INTEGER, 'ctx'),
         timeoutMs: intIn(raw[7], 0, MAX_TIMEOUT_MS, 'timeoutMs'),
         data: bytes(raw[8], 'data'),
@@ -202,9 +205,7 @@ export function decodeFrame(raw: unknown, peers: number): Frame {
       if (!isStatus(status)) throw new DecodeError(`status ${String(status)} is not a status code`);
       const reply: WireMessage = {
         type,
-        term: intIn(term, 0, MAX_TERM, 'term'),
-        from: intIn(from, 0, peers - 1, 'from'),
-        to: intIn(to, 0, peers - 1, 'to'),
+        ...hostHead(term, from, to, peers),
         ctx: intIn(raw[6], 0, Number.MAX_SAFE_INTEGER, 'ctx'),
         status,
         leader: intIn(raw[8], -1, peers - 1, 'leader'),
