@@ -8,6 +8,7 @@ export type { Consistency } from './api/client-protocol.js';
 export type { StateMachine, StateMachineContext, StateMachineFactory, StateMachineSpec, EntryMeta } from './api/state-machine.js';
 export {
   ApplyError,
+  BusyError,
   GroupClosedError,
   NotLeaderError,
   OptionError,

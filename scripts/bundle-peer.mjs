@@ -31,7 +31,9 @@ try {
     sourcemap: true,
     // Less source for every boot to read and compile (about 7 ms of CPU per
     // worker here); names are kept so that stack traces still say what ran.
-    minify: true,
+    // PEER_BUNDLE_MINIFY=0 keeps the source as written, for CPU profiles
+    // whose lines should point at something readable.
+    minify: process.env.PEER_BUNDLE_MINIFY !== '0',
     keepNames: true,
     logLevel: 'warning',
   });

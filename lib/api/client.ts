@@ -12,6 +12,7 @@ import {
 } from './client-protocol.js';
 import {
   ApplyError,
+  BusyError,
   GroupClosedError,
   NotLeaderError,
   OptionError,
@@ -174,6 +175,9 @@ export interface ReadOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 5000;
+/** A Busy answer's first pause before asking again; each further one doubles, up to BUSY_MAX_PAUSE_MS. */
+const BUSY_FIRST_PAUSE_MS = 1;
+const BUSY_MAX_PAUSE_MS = 32;
 /** The longest one try of a read may wait before the client asks again. */
 const READ_TRY_MS = 1000;
 
@@ -217,7 +221,10 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
    * for it once it is committed and applied. Rejects with NotLeaderError
    * (no leader could take it; nothing was done), OutcomeUnknownError (it
    * may or may not be applied), ApplyError (the state machine threw),
-   * RequestRejectedError (empty or over the size limit) or GroupClosedError.
+   * RequestRejectedError (empty or over the size limit), BusyError (the
+   * leader stayed at its flow-control bound, `maxPending`/`maxPendingBytes`,
+   * for the whole timeout: the call waits while it is busy, and nothing
+   * was done) or GroupClosedError.
    */
   async propose(command: Command, opts?: ProposeOptions): Promise<Result> {
     const timeoutMs = timeoutOf(opts, 'propose');
@@ -288,9 +295,12 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
   async proposeBytes(payload: Uint8Array, timeoutMs: number, peer?: number): Promise<Uint8Array> {
     const deadline = performance.now() + timeoutMs;
     let why = 'no peer is reachable';
+    let busy: string | undefined;
+    let pause = BUSY_FIRST_PAUSE_MS;
     for (;;) {
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('propose');
       const remaining = deadline - performance.now();
+      if (remaining <= 0 && busy !== undefined) throw new BusyError(`propose: still busy after ${timeoutMs} ms (${busy})`);
       if (remaining <= 0) throw new NotLeaderError(`propose: no leader took the proposal within ${timeoutMs} ms (${why}); nothing was done`, this.hint);
       const chosen = peer !== undefined ? this.shared.end(peer) : this.pick();
       const end = chosen?.up ? chosen : undefined;
@@ -303,9 +313,16 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
       if (r === 'down') continue;
       if (r === 'lost') throw new OutcomeUnknownError(`propose: peer ${end.peer} went away while the proposal was in flight; it may or may not be applied`);
       this.hint = r.leader;
+      if (r.status !== Status.Busy) busy = undefined;
       switch (r.status) {
         case Status.Ok:
           return r.payload ?? new Uint8Array(0);
+        case Status.Busy:
+          // Backpressure: wait while the leader works off what it has, then ask it again.
+          busy = r.message ?? 'busy';
+          await sleep(Math.min(pause, Math.max(0, deadline - performance.now())));
+          pause = Math.min(2 * pause, BUSY_MAX_PAUSE_MS);
+          continue;
         case Status.NotLeader:
           why = r.message ?? `peer ${end.peer} is not the leader`;
           if (peer === undefined) this.moveOn(end, r.leader);
@@ -326,9 +343,12 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
   async readBytes(query: Uint8Array, consistency: Consistency, timeoutMs: number, peer?: number): Promise<Uint8Array> {
     const deadline = performance.now() + timeoutMs;
     let why = 'no peer is reachable';
+    let busy: string | undefined;
+    let pause = BUSY_FIRST_PAUSE_MS;
     for (;;) {
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('read');
       const remaining = deadline - performance.now();
+      if (remaining <= 0 && busy !== undefined) throw new BusyError(`read: still busy after ${timeoutMs} ms (${busy})`);
       if (remaining <= 0) throw new TimeoutError(`read: not answered within ${timeoutMs} ms (${why})`);
       const end = peer !== undefined ? this.shared.end(peer) : this.pick();
       if (!end || !end.up) {
@@ -343,10 +363,16 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
         why = `peer ${end.peer} went away`;
         continue;
       }
+      if (r.status !== Status.Busy) busy = undefined;
       switch (r.status) {
         case Status.Ok:
           if (peer === undefined && consistency !== 'stale') this.hint = r.leader;
           return r.payload ?? new Uint8Array(0);
+        case Status.Busy:
+          busy = r.message ?? 'busy';
+          await sleep(Math.min(pause, Math.max(0, deadline - performance.now())));
+          pause = Math.min(2 * pause, BUSY_MAX_PAUSE_MS);
+          continue;
         case Status.ApplyError:
           throw new ApplyError(`read: ${r.message ?? 'the state machine threw'}`);
         case Status.Rejected:

@@ -13,6 +13,7 @@ export type RaftErrorCode =
   | 'outcome-unknown'
   | 'apply-error'
   | 'timeout'
+  | 'busy'
   | 'rejected'
   | 'closed'
   | 'state-machine'
@@ -73,6 +74,18 @@ export class TimeoutError extends RaftError {
   override name = 'TimeoutError';
   constructor(message: string) {
     super('timeout', message);
+  }
+}
+
+/**
+ * Flow control: the peers had as much waiting as they accept (see
+ * `maxPending` and `maxPendingBytes`) for as long as the call's timeout
+ * allowed. Nothing was done; safe to retry.
+ */
+export class BusyError extends RaftError {
+  override name = 'BusyError';
+  constructor(message: string) {
+    super('busy', message);
   }
 }
 
@@ -188,6 +201,9 @@ export function reviveError(e: SerializedError, module = ''): Error {
       break;
     case 'RequestRejectedError':
       err = new RequestRejectedError(e.message);
+      break;
+    case 'BusyError':
+      err = new BusyError(e.message);
       break;
     case 'PeerNotRunningError': {
       err = new PeerNotRunningError(e.peer ?? -1, '');

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { Status } from '../node/outcome.js';
 import type { LeaderEvent, PeerStatus } from '../node/boot.js';
-import { DEFAULT_MAX_COMMAND_BYTES } from '../node/host.js';
+import { DEFAULT_MAX_COMMAND_BYTES, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES } from '../node/host.js';
 import { GroupClient, type GroupHandle, type ProposeOptions, type ReadOptions } from './client.js';
 import { GroupClosedError, NotLeaderError, OptionError, PeerNotRunningError, TimeoutError } from './errors.js';
 import { PeerSupervisor } from './supervisor.js';
@@ -26,6 +26,16 @@ export interface GroupOptions {
    * (default 8 MiB; -1: never). Bounds both the files and a restart's replay.
    */
   snapshotThreshold?: number;
+  /**
+   * ...and once the Raft state is also at least this many times the size of
+   * the latest snapshot (default 1; 0: the threshold alone decides). A
+   * snapshot holds the whole state machine, so with a threshold alone a
+   * large table would be written out again every few thousand commands;
+   * with a ratio r, snapshots cost at most 1/r of what writing the log
+   * costs, whatever the table's size, and the log stays within r times the
+   * snapshot (plus the threshold).
+   */
+  snapshotRatio?: number;
   /** Milliseconds per tick (default 10). */
   tickMs?: number;
   /** Election timeout drawn from [electionTicks, 2*electionTicks) ticks (default 50: 500-1000 ms). */
@@ -55,6 +65,16 @@ export interface GroupOptions {
   maxCommandBytes?: number;
   /** Largest query accepted, in bytes (default 4 MiB). */
   maxQueryBytes?: number;
+  /**
+   * Flow control (default 8192): at most this many proposals wait on the
+   * leader at once (and as many reads, and as many proposals a follower
+   * forwards). Past it a request is answered Busy, nothing done; clients
+   * wait and ask again (a GroupClient until its call's timeout, then
+   * BusyError), so a burst queues in the callers, not in the peers.
+   */
+  maxPending?: number;
+  /** ...and at most this many bytes of commands wait to be applied on the leader (default 64 MiB). */
+  maxPendingBytes?: number;
   /** Seed for election timeouts; random when omitted. */
   seed?: number;
   /** A peer worker died of an error (default: print it). */
@@ -77,6 +97,11 @@ function int(option: string, v: unknown, min: number, max = Number.MAX_SAFE_INTE
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     throw new OptionError(option, `must be an integer in [${min}, ${max}], got ${String(v)}`);
   }
+  return v;
+}
+
+function ratio(option: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1000) throw new OptionError(option, `must be a number from 0 to 1000, got ${String(v)}`);
   return v;
 }
 
@@ -147,8 +172,11 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
         leaseReads: bool('leaseReads', opts.leaseReads, true),
         ...(leaseMarginTicks !== undefined ? { leaseMarginTicks } : {}),
         snapshotThreshold: threshold,
+        snapshotRatio: ratio('snapshotRatio', opts.snapshotRatio ?? 1),
         maxCommandBytes: int('maxCommandBytes', opts.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES, 1),
         maxQueryBytes: int('maxQueryBytes', opts.maxQueryBytes ?? DEFAULT_MAX_COMMAND_BYTES, 1),
+        maxPending: int('maxPending', opts.maxPending ?? DEFAULT_MAX_PENDING, 1),
+        maxPendingBytes: int('maxPendingBytes', opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES, 1),
       },
       dataDir: opts.dataDir,
       fsync: bool('fsync', opts.fsync, true),

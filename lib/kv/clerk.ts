@@ -58,7 +58,9 @@ function sleep(ms: number): Promise<void> {
  * until one that leads answers, and remembers which list position did.
  * Puts and Appends go through the log, exactly once across retries (client
  * id and sequence number); a Get is a linearizable read (ReadIndex) on the
- * leader. Works in any thread that has a handle.
+ * leader. A leader at its flow-control bound answers Busy (nothing was
+ * done); the Clerk then waits (1 ms, doubling to 32 ms) and asks it again.
+ * Works in any thread that has a handle.
  */
 export class Clerk {
   readonly clientId = randomInt(2 ** 48 - 1);
@@ -109,6 +111,7 @@ export class Clerk {
       const payload = encodeValue(isGet ? cmd.key : commandToWire(cmd));
       const kind = isGet ? RequestKind.Read : RequestKind.Propose;
       const flags = isGet ? GET_FLAGS : 0;
+      let pause = 1;
       for (let tried = 0; ; tried++) {
         if (this.closed) throw new Error('the Clerk is closed');
         if (this.ends.closed()) throw new GroupClosedError(`kv ${op.op}`);
@@ -121,6 +124,13 @@ export class Clerk {
             if (res && (res.err === 'OK' || res.err === 'ErrNoKey')) return res;
             if (res) throw new KvRequestError(res.err, res.detail ?? '');
             throw new KvRequestError('ErrBadRequest', 'the service answered something that is not a key/value reply');
+          }
+          if (r.status === Status.Busy) {
+            // The leader is at its flow-control bound: nothing was done. Wait, then ask it again.
+            await sleep(pause);
+            pause = Math.min(2 * pause, 32);
+            tried--;
+            continue;
           }
           if (r.status === Status.Rejected) throw new KvRequestError('ErrBadRequest', r.message ?? 'refused');
           if (r.status === Status.ApplyError) throw new KvRequestError('ErrBadRequest', r.message ?? 'the service failed');

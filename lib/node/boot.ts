@@ -17,8 +17,11 @@ export interface PeerBoot {
     leaseReads: boolean;
     leaseMarginTicks?: number;
     snapshotThreshold: number;
+    snapshotRatio: number;
     maxCommandBytes: number;
     maxQueryBytes: number;
+    maxPending?: number;
+    maxPendingBytes?: number;
   };
   /** Durable storage file; volatile memory when absent. */
   storage?: { file: string; fsync: boolean };

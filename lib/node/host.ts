@@ -26,16 +26,32 @@ export interface HostOptions {
   maxInflight?: number;
   maxEntriesPerMessage?: number;
   maxBytesPerMessage?: number;
+  maxCommittedPerReady?: number;
   preVote?: boolean;
   refuseWithoutQuorum?: boolean;
   leaseReads?: boolean;
   leaseMarginTicks?: number;
   /** Snapshot once the persisted Raft state reaches this many bytes; -1 (default): never. */
   snapshotThreshold?: number;
+  /**
+   * ...and only once the Raft state is also at least this many times the
+   * size of the latest snapshot (default 0: the threshold alone decides, as
+   * the Raft lab's maxraftstate wants). With a ratio r, writing snapshots
+   * costs at most 1/r of writing the log, however large the table grows.
+   */
+  snapshotRatio?: number;
   /** Largest command accepted (bytes). Default 4 MiB. */
   maxCommandBytes?: number;
   /** Largest query accepted (bytes). Default 4 MiB. */
   maxQueryBytes?: number;
+  /**
+   * Flow control: at most this many proposals (and as many reads, and as
+   * many forwarded proposals) wait at once on this peer; past it a request
+   * is answered Busy at once, nothing done (default 8192).
+   */
+  maxPending?: number;
+  /** ...and at most this many bytes of proposed commands wait to be applied (default 64 MiB). */
+  maxPendingBytes?: number;
   bugs?: PlantedBugs;
 }
 
@@ -73,7 +89,16 @@ export interface HostStatus extends CoreStatus {
   /** Commands whose apply threw, on this peer since it started. */
   applyErrors: number;
   pendingProposals: number;
+  /** Bytes of the commands proposed on this peer (as leader) and not yet applied. */
+  pendingProposalBytes: number;
   pendingReads: number;
+  /** Requests answered Busy (flow control) since the peer started. */
+  busyAnswers: number;
+  /** Snapshots this peer's policy took since it started, and the latest snapshot's size (taken or installed). */
+  snapshotsTaken: number;
+  snapshotBytes: number;
+  /** The persisted Raft state's size as the snapshot policy counts it (the log and its metadata). */
+  raftStateBytes: number;
   /** Snapshots from a leader that the state machine could not restore: refused before they were stored. */
   refusedSnapshots: number;
   /** Why the last one was refused. */
@@ -81,6 +106,10 @@ export interface HostStatus extends CoreStatus {
 }
 
 export const DEFAULT_MAX_COMMAND_BYTES = 4 << 20;
+export const DEFAULT_MAX_PENDING = 8192;
+/** Committed entries one drain applies before it lets the event loop run (the core gives at most 4096 per Ready). */
+const MAX_APPLIED_PER_TURN = 4096;
+export const DEFAULT_MAX_PENDING_BYTES = 64 << 20;
 /** Extra time a forwarding follower gives the leader's own answer (which carries the leader's timeout) to arrive. */
 const FORWARD_GRACE_MS = 50;
 /** setTimeout's limit; longer timeouts would fire at once. */
@@ -90,7 +119,11 @@ const EMPTY = new Uint8Array(0);
 interface PendingProposal {
   term: number;
   done: OutcomeCallback;
-  timer: TimerHandle;
+  /** Clock time past which the proposal is answered Unknown. */
+  deadline: number;
+  timeoutMs: number;
+  /** The command's size (flow control counts bytes waiting). */
+  bytes: number;
 }
 
 interface PendingRead {
@@ -145,8 +178,11 @@ export class PeerHost {
   private readonly events: HostEvents;
   private readonly tickMs: number;
   private readonly snapshotThreshold: number;
+  private readonly snapshotRatio: number;
   private readonly maxCommandBytes: number;
   private readonly maxQueryBytes: number;
+  private readonly maxPending: number;
+  private readonly maxPendingBytes: number;
   private readonly size = new RaftStateSize();
 
   private stopped = false;
@@ -160,11 +196,20 @@ export class PeerHost {
   private applied: number;
   private applyErrors = 0;
   private refusedSnapshots = 0;
+  private busyAnswers = 0;
+  private snapshotsTaken = 0;
   private lastRefusal: string | undefined;
   /** The last leader snapshot tried on the state machine (leaders resend it), and whether it restored. */
   private lastTried: { index: number; term: number; bytes: number; ok: boolean } | undefined;
   /** Proposals this peer appended as leader, by index; all of one term. */
   private readonly proposals = new Map<number, PendingProposal>();
+  /** Bytes of the commands in `proposals`. */
+  private proposalBytes = 0;
+  /**
+   * No proposal's deadline is earlier than this (one may be later: answered
+   * proposals leave it behind). One timer for all of them, not one each.
+   */
+  private proposalDeadline = Infinity;
   private proposalTerm = -1;
   private readonly reads = new Map<number, PendingRead>();
   /** Placed reads whose index the state machine has not reached yet. */
@@ -186,8 +231,11 @@ export class PeerHost {
     this.events = events;
     this.tickMs = opts.timing.tickMs;
     this.snapshotThreshold = opts.snapshotThreshold ?? -1;
+    this.snapshotRatio = opts.snapshotRatio ?? 0;
     this.maxCommandBytes = opts.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES;
     this.maxQueryBytes = opts.maxQueryBytes ?? DEFAULT_MAX_COMMAND_BYTES;
+    this.maxPending = opts.maxPending ?? DEFAULT_MAX_PENDING;
+    this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     const initial = this.storage.load();
     this.core = new RaftCore({
       id: opts.id,
@@ -197,6 +245,7 @@ export class PeerHost {
       maxInflight: opts.maxInflight,
       maxEntriesPerMessage: opts.maxEntriesPerMessage,
       maxBytesPerMessage: opts.maxBytesPerMessage,
+      maxCommittedPerReady: opts.maxCommittedPerReady,
       preVote: opts.preVote,
       refuseWithoutQuorum: opts.refuseWithoutQuorum,
       leaseReads: opts.leaseReads,
@@ -254,14 +303,18 @@ export class PeerHost {
     }
     const timeoutMs = clampTimeout(opts.timeoutMs);
     this.catchUp();
+    if (this.core.isLeader() && (this.proposals.size >= this.maxPending || this.proposalBytes + command.length > this.maxPendingBytes)) {
+      return done(this.busy(`${this.proposals.size} proposals (${this.proposalBytes} bytes) wait to be applied`));
+    }
     const placed = this.core.propose(command);
     if (placed) {
-      this.track(placed.index, placed.term, timeoutMs, done);
+      this.track(placed.index, placed.term, timeoutMs, command.length, done);
       this.schedule();
       return;
     }
     const leader = this.core.leaderId();
     if (opts.forward && leader !== -1 && leader !== this.id) {
+      if (this.forwards.size >= this.maxPending) return done(this.busy(`${this.forwards.size} forwarded proposals wait for the leader's answer`));
       if (this.transport.reachable(leader)) this.forward(command, leader, timeoutMs, done);
       else done(this.outcome(Status.NotLeader, `propose: peer ${this.id} cannot reach its leader, peer ${leader}`));
       return;
@@ -299,6 +352,7 @@ export class PeerHost {
     if (via !== this.id && via !== -1 && !this.transport.reachable(via)) {
       return done(this.outcome(Status.NotLeader, `read: peer ${this.id} cannot reach its leader, peer ${via}`));
     }
+    if (this.reads.size >= this.maxPending) return done(this.busy(`${this.reads.size} reads wait to be answered`));
     const ctx = this.nextCtx++;
     if (!this.core.readIndex(ctx, opts.consistency === 'lease')) return done(this.notLeader('read'));
     const r: PendingRead = {
@@ -345,6 +399,7 @@ export class PeerHost {
     if (this.stopped || this.applied <= this.core.log.snapshotIndex()) return false;
     const data = this.sm.snapshot();
     if (!this.core.compact(this.applied, data)) return false;
+    this.snapshotsTaken++;
     this.schedule();
     return true;
   }
@@ -365,7 +420,12 @@ export class PeerHost {
       stateMachineIndex: this.applied,
       applyErrors: this.applyErrors,
       pendingProposals: this.proposals.size + this.forwards.size,
+      pendingProposalBytes: this.proposalBytes,
       pendingReads: this.reads.size,
+      busyAnswers: this.busyAnswers,
+      snapshotsTaken: this.snapshotsTaken,
+      snapshotBytes: this.core.latestSnapshot().data.length,
+      raftStateBytes: this.size.bytes(this.core.log),
       refusedSnapshots: this.refusedSnapshots,
       ...(this.lastRefusal === undefined ? {} : { lastRefusedSnapshot: this.lastRefusal }),
     };
@@ -439,6 +499,7 @@ export class PeerHost {
     this.timerDue = Infinity;
     if (this.stopped) return;
     this.catchUp();
+    if (this.clock.now() >= this.proposalDeadline) this.expireProposals();
     this.armTimer();
   };
 
@@ -450,7 +511,7 @@ export class PeerHost {
    */
   private armTimer(): void {
     if (this.stopped) return;
-    const due = this.lastTick + this.core.ticksUntilDue() * this.tickMs;
+    const due = Math.min(this.lastTick + this.core.ticksUntilDue() * this.tickMs, this.proposalDeadline);
     if (this.timer !== undefined && due >= this.timerDue) return;
     if (this.timer !== undefined) this.clock.clearTimer(this.timer);
     this.timerDue = due;
@@ -469,7 +530,13 @@ export class PeerHost {
     this.drainScheduled = false;
     if (this.stopped) return;
     const core = this.core;
+    let appliedNow = 0;
     while (core.hasReady()) {
+      // A long catch-up is applied over several turns, so messages and clients are heard in between.
+      if (appliedNow >= MAX_APPLIED_PER_TURN) {
+        this.schedule();
+        break;
+      }
       const rd = core.ready();
       // A leader's requests leave before its own write, so that the
       // followers write while it does (they go out now, not at the end of the turn).
@@ -482,6 +549,7 @@ export class PeerHost {
       for (let i = rd.earlyCount; i < rd.messages.length; i++) this.transport.send(rd.messages[i]!);
       if (rd.applySnapshot) this.restore(rd.applySnapshot);
       if (rd.committed.length > 0) this.apply(rd.committed);
+      appliedNow += rd.committed.length;
       core.advance(rd);
       for (const rs of rd.readStates) this.placeRead(rs);
     }
@@ -496,8 +564,7 @@ export class PeerHost {
     // Proposals whose entries the snapshot swallowed cannot learn their result here.
     for (const [index, p] of this.proposals) {
       if (index > snap.index) continue;
-      this.proposals.delete(index);
-      this.clock.clearTimer(p.timer);
+      this.untrack(index, p);
       p.done(this.outcome(Status.Unknown, `a snapshot through ${snap.index} replaced the entries here; the proposal may or may not be applied`));
     }
   }
@@ -520,8 +587,7 @@ export class PeerHost {
       if (this.proposals.size === 0) continue;
       const p = this.proposals.get(e.index);
       if (!p) continue;
-      this.proposals.delete(e.index);
-      this.clock.clearTimer(p.timer);
+      this.untrack(e.index, p);
       const leader = this.core.leaderId();
       if (p.term !== e.term || e.data.length === 0) {
         p.done(this.outcome(Status.NotLeader, `another leader's entry took index ${e.index}; the proposal was not applied`));
@@ -552,7 +618,7 @@ export class PeerHost {
     }
     if (this.waitingReads.length > 0) this.serveWaitingReads();
     if (this.transfer) this.checkTransfer();
-    if (this.snapshotThreshold > 0 && this.applied > core.log.snapshotIndex() && this.size.bytes(core.log) >= this.snapshotThreshold) {
+    if (this.snapshotDue()) {
       this.takeSnapshot();
       // Compaction is a Ready of its own: written on the next drain (scheduled by takeSnapshot).
     }
@@ -563,32 +629,63 @@ export class PeerHost {
     }
   }
 
+  /** The snapshot policy: the threshold, and the log at least snapshotRatio times the latest snapshot. */
+  private snapshotDue(): boolean {
+    const core = this.core;
+    if (this.snapshotThreshold <= 0 || this.applied <= core.log.snapshotIndex()) return false;
+    const bytes = this.size.bytes(core.log);
+    return bytes >= this.snapshotThreshold && bytes >= this.snapshotRatio * core.latestSnapshot().data.length;
+  }
+
   // ---- proposals ----------------------------------------------------------------------
 
-  private track(index: number, term: number, timeoutMs: number, done: OutcomeCallback): void {
+  private track(index: number, term: number, timeoutMs: number, bytes: number, done: OutcomeCallback): void {
     // A new leadership: whatever waited from an older one is not this one's to answer.
     if (term !== this.proposalTerm) this.failProposals(Status.Unknown, `peer ${this.id} lost its leadership before the entry was applied; the proposal may or may not be applied`);
     this.proposalTerm = term;
-    const p: PendingProposal = {
-      term,
-      done,
-      timer: this.clock.setTimer(() => {
-        if (this.proposals.get(index) !== p) return;
-        this.proposals.delete(index);
-        done(this.outcome(Status.Unknown, `the entry at index ${index} was not applied within ${timeoutMs} ms; it may or may not be applied`, index));
-      }, timeoutMs),
-    };
-    this.proposals.set(index, p);
+    const deadline = this.clock.now() + timeoutMs;
+    this.proposals.set(index, { term, done, deadline, timeoutMs, bytes });
+    this.proposalBytes += bytes;
+    if (deadline < this.proposalDeadline) {
+      this.proposalDeadline = deadline;
+      this.armTimer();
+    }
   }
 
   private failProposals(status: Status, message: string): void {
     if (this.proposals.size === 0) return;
     const all = [...this.proposals];
     this.proposals.clear();
-    for (const [index, p] of all) {
-      this.clock.clearTimer(p.timer);
-      p.done(this.outcome(status, message, index));
+    this.proposalBytes = 0;
+    this.proposalDeadline = Infinity;
+    for (const [index, p] of all) p.done(this.outcome(status, message, index));
+  }
+
+  private untrack(index: number, p: PendingProposal): void {
+    this.proposals.delete(index);
+    this.proposalBytes -= p.bytes;
+  }
+
+  /** Answer Unknown every proposal whose deadline has passed; note the next deadline. */
+  private expireProposals(): void {
+    const now = this.clock.now();
+    let next = Infinity;
+    const expired: [number, PendingProposal][] = [];
+    for (const [index, p] of this.proposals) {
+      if (p.deadline <= now) expired.push([index, p]);
+      else if (p.deadline < next) next = p.deadline;
     }
+    this.proposalDeadline = next;
+    for (const [index, p] of expired) {
+      this.untrack(index, p);
+      p.done(this.outcome(Status.Unknown, `the entry at index ${index} was not applied within ${p.timeoutMs} ms; it may or may not be applied`, index));
+    }
+  }
+
+  /** Nothing was done: too much already waits here (flow control). */
+  private busy(what: string): Outcome {
+    this.busyAnswers++;
+    return this.outcome(Status.Busy, `peer ${this.id} is busy: ${what}; nothing was done, try again shortly`);
   }
 
   private forward(command: Uint8Array, leader: number, timeoutMs: number, done: OutcomeCallback): void {

@@ -18,6 +18,8 @@ export const Status = {
   Rejected: 5,
   /** The peer is stopping or stopped; a proposal's outcome is unknown. */
   Stopped: 6,
+  /** Flow control: too much already waits on this peer. Nothing was done; safe to retry after a pause. */
+  Busy: 7,
 } as const;
 export type Status = (typeof Status)[keyof typeof Status];
 
@@ -36,5 +38,5 @@ export interface Outcome {
 export type OutcomeCallback = (o: Outcome) => void;
 
 export function isStatus(v: unknown): v is Status {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 6;
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 7;
 }

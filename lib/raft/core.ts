@@ -42,6 +42,12 @@ export interface CoreOptions {
   maxEntriesPerMessage?: number;
   /** Upper bound on entry payload bytes in one AppendEntries (at least one entry is always sent). */
   maxBytesPerMessage?: number;
+  /**
+   * Upper bound on the committed entries one Ready hands to the state
+   * machine (default 4096): a peer catching up on a long log applies it in
+   * steps, and its host can read its messages in between.
+   */
+  maxCommittedPerReady?: number;
   /** Unacknowledged AppendEntries a leader keeps outstanding per follower. */
   maxInflight?: number;
   /**
@@ -178,6 +184,7 @@ export class RaftCore {
   private readonly heartbeatTicks: number;
   private readonly rng: Rng;
   private readonly maxEntries: number;
+  private readonly maxCommitted: number;
   private readonly maxBytes: number;
   private readonly maxInflight: number;
   private readonly preVote: boolean;
@@ -246,6 +253,7 @@ export class RaftCore {
     this.rng = opts.rng;
     this.maxEntries = requireInt('maxEntriesPerMessage', opts.maxEntriesPerMessage ?? 4096, 1);
     this.maxBytes = requireInt('maxBytesPerMessage', opts.maxBytesPerMessage ?? 1 << 20, 1);
+    this.maxCommitted = requireInt('maxCommittedPerReady', opts.maxCommittedPerReady ?? 4096, 1);
     this.maxInflight = requireInt('maxInflight', opts.maxInflight ?? 256, 1);
     if (opts.preVote !== undefined && typeof opts.preVote !== 'boolean') throw new RaftOptionError('preVote', 'must be a boolean');
     this.preVote = opts.preVote ?? false;
@@ -530,7 +538,7 @@ export class RaftCore {
       lastIndex: this.log.lastIndex(),
       messages,
       earlyCount,
-      committed: this.log.slice(this.log.appliedIndex + 1, this.log.commitIndex),
+      committed: this.log.slice(this.log.appliedIndex + 1, Math.min(this.log.commitIndex, this.log.appliedIndex + this.maxCommitted)),
       readStates: this.readStates,
     };
     this.readStates = [];

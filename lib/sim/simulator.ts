@@ -90,6 +90,7 @@ interface SimPeer {
   lastApplied: number;
   diskTerm: number;
   snapshotThreshold: number;
+  snapshotRatio: number;
   /** Terms in which this peer, as leader, already persisted a proposal / committed. */
   firstProposalTerm: number;
   firstCommitTerm: number;
@@ -313,6 +314,8 @@ export class Simulation {
         diskTerm: 0,
         // The host's own snapshot policy, at a few entries' worth of state.
         snapshotThreshold: 37 + 8 * randInt(this.rng, 4, 30),
+        // 0: the threshold alone (the lab's rule); otherwise the log must also outgrow the snapshot.
+        snapshotRatio: randInt(this.rng, 0, 2),
         firstProposalTerm: 0,
         firstCommitTerm: 0,
         crashAfter: undefined,
@@ -396,11 +399,14 @@ export class Simulation {
         timing: { tickMs: TICK_MS, electionTicks: ELECTION_TICKS, heartbeatTicks: HEARTBEAT_TICKS },
         maxInflight: this.maxInflight,
         maxEntriesPerMessage: 16,
+        // Small, so that applying a backlog in steps is exercised.
+        maxCommittedPerReady: 1 + (p.snapshotThreshold % 7),
         preVote: this.preVote,
         refuseWithoutQuorum: this.refuseWithoutQuorum,
         leaseReads: this.leaseReads,
         leaseMarginTicks: 1,
         snapshotThreshold: p.snapshotThreshold,
+        snapshotRatio: p.snapshotRatio,
         bugs: this.bugs,
       },
       { storage, transport, clock, stateMachine: p.svc },

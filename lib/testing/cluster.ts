@@ -147,6 +147,8 @@ export class Cluster {
         refuseWithoutQuorum,
         leaseReads,
         snapshotThreshold: this.kv?.maxRaftState ?? -1,
+        // The lab's maxraftstate is a bound on the Raft state, whatever the snapshot's size.
+        snapshotRatio: 0,
         maxCommandBytes: 4 << 20,
         maxQueryBytes: 4 << 20,
       },

@@ -208,7 +208,7 @@ function outOfRange(field: Field, frame: unknown[], peers: number): [string, num
     case 'timeout':
       return [['-1', -1], ['2^31', 2 ** 31], ['MAX_SAFE_INTEGER', SAFE]];
     case 'status':
-      return [['-1', -1], ['7 (no such status)', 7], ['99', 99]];
+      return [['-1', -1], ['8 (no such status)', 8], ['99', 99]];
     default:
       return [];
   }
