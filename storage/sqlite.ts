@@ -276,6 +276,9 @@ function verify(file: string, peer: number): InitialState {
  * version, recorded for another peer, or held by another open peer is
  * refused with a StorageError, never reset.
  */
+/** Row counts of the multi-row log INSERTs, largest first; 1 must be last. */
+const INSERT_ROWS = [64, 16, 4, 1];
+
 export class SqliteStorage implements Storage {
   readonly file: string;
   private readonly lock: PeerFileLock;
@@ -319,9 +322,14 @@ export class SqliteStorage implements Storage {
       dropUpTo: db.prepare('DELETE FROM log WHERE idx <= ?'),
       dropFrom: db.prepare('DELETE FROM log WHERE idx >= ?'),
       dropAfter: db.prepare('DELETE FROM log WHERE idx > ?'),
-      insert: db.prepare('INSERT INTO log (idx, term, data, crc) VALUES (?, ?, ?, ?)'),
     };
     const s = this.stmts;
+    // Log rows go in multi-row INSERTs of these sizes (largest first): one
+    // statement step per row costs more than the row's own bytes.
+    const inserts = INSERT_ROWS.map((rows) => ({
+      rows,
+      stmt: db.prepare(`INSERT INTO log (idx, term, data, crc) VALUES ${Array(rows).fill('(?, ?, ?, ?)').join(', ')}`),
+    }));
     const entries = this.initial!.entries;
     this.storedLast = entries.length > 0 ? entries[entries.length - 1]!.index : 0;
     this.writeReady = db.transaction((rd: Ready) => {
@@ -331,11 +339,29 @@ export class SqliteStorage implements Storage {
         s.snap.run(sn.index, sn.term, sn.data, snapshotChecksum(sn.index, sn.term, sn.data));
         s.dropUpTo.run(sn.index);
       }
-      if (rd.entries.length > 0) {
-        s.dropFrom.run(rd.entries[0]!.index);
-        for (const e of rd.entries) s.insert.run(e.index, e.term, e.data, entryChecksum(e.index, e.term, e.data));
+      // The highest index a stored row may have (storedLast is an upper bound).
+      let highest = this.storedLast;
+      const n = rd.entries.length;
+      if (n > 0) {
+        const first = rd.entries[0]!.index;
+        // Rows from `first` on are replaced; a DELETE that can find nothing is skipped (it costs as much as the inserts).
+        if (first <= highest) s.dropFrom.run(first);
+        let at = 0;
+        for (const { rows, stmt } of inserts) {
+          while (n - at >= rows) {
+            const args: unknown[] = [];
+            for (let k = at; k < at + rows; k++) {
+              const e = rd.entries[k]!;
+              args.push(e.index, e.term, e.data, entryChecksum(e.index, e.term, e.data));
+            }
+            stmt.run(args);
+            at += rows;
+          }
+        }
+        highest = Math.min(highest, first - 1);
+        highest = Math.max(highest, rd.entries[n - 1]!.index);
       }
-      s.dropAfter.run(rd.lastIndex);
+      if (highest > rd.lastIndex) s.dropAfter.run(rd.lastIndex);
     });
   }
 
