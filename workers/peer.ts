@@ -1,6 +1,7 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { Comlink, nodeEndpoint } from '../lib/transport/comlink.js';
 import { PortTransport } from '../lib/transport/port-transport.js';
+import { getHeapStatistics } from 'node:v8';
 import { PeerHost } from '../lib/node/host.js';
 import { ClientService } from '../lib/node/client-service.js';
 import { realClock } from '../lib/node/real-clock.js';
@@ -84,7 +85,15 @@ function run(b: PeerBoot): void {
     status() {
       const p = running();
       const cpuMs = threadCpuMs();
-      return { ...p.host.status(), incarnation: b.incarnation, garbage: p.transport.garbage() + p.clients.garbage(), ...(cpuMs === undefined ? {} : { cpuMs }) };
+      const heap = getHeapStatistics();
+      return {
+        ...p.host.status(),
+        incarnation: b.incarnation,
+        garbage: p.transport.garbage() + p.clients.garbage(),
+        heapUsedBytes: heap.used_heap_size,
+        heapTotalBytes: heap.total_heap_size,
+        ...(cpuMs === undefined ? {} : { cpuMs }),
+      };
     },
     compact: (index, data) => running().host.compact(index, data),
     takeSnapshot: () => running().host.takeSnapshot(),

@@ -44,6 +44,9 @@ export interface PeerStatus extends HostStatus {
   incarnation: number;
   /** Undecodable or misaddressed messages the peer dropped (peer and client channels). */
   garbage: number;
+  /** The JavaScript heap of the peer's thread (V8's used and total heap sizes, bytes). */
+  heapUsedBytes: number;
+  heapTotalBytes: number;
   /** CPU time the peer's thread has used, in ms (Linux only; 10 ms resolution). */
   cpuMs?: number;
 }

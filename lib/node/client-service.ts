@@ -16,7 +16,10 @@ export class ClientService {
   private closed = false;
   private dropped = 0;
 
-  constructor(private readonly host: PeerHost) {}
+  constructor(private readonly host: PeerHost) {
+    // Answers leave as soon as they exist, not after the write the host does next.
+    host.afterApply = () => this.replies.flush();
+  }
 
   attach(port: MessagePort): void {
     if (this.closed) {
