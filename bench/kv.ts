@@ -11,7 +11,7 @@ import { cpus, totalmem } from 'node:os';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RaftGroup } from '../lib/index.js';
+import { RaftGroup, type GroupOptions } from '../lib/index.js';
 import { Clerk, kvStateMachine } from '../lib/kv/index.js';
 
 const PEERS = 3;
@@ -19,6 +19,13 @@ const SECONDS = 3;
 const CONCURRENCY = [1, 16, 64, 256];
 const VALUE = 'v'.repeat(64);
 const MAX_RAFT_STATE = 1 << 20;
+/**
+ * The memory run's peers get a heap limit (peerHeapMb): V8 paces its
+ * collections by the limit, and with its default (a sixth of this
+ * machine's 24 GiB) each peer lets garbage pile up to tens of MiB before
+ * collecting. The live state here is a few MiB per peer.
+ */
+const MEMORY_RUN_PEER_HEAP_MB = 1024;
 
 interface Row {
   clients: number;
@@ -32,10 +39,10 @@ interface Row {
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const round3 = (x: number) => Number(x.toFixed(3));
 
-async function withCluster<T>(fn: (c: RaftGroup) => Promise<T>): Promise<T> {
+async function withCluster<T>(fn: (c: RaftGroup) => Promise<T>, extra: Partial<GroupOptions> = {}): Promise<T> {
   mkdirSync('data', { recursive: true });
   const dir = mkdtempSync(join('data', 'bench-kv-'));
-  const c = await RaftGroup.open({ peers: PEERS, dataDir: dir, stateMachine: kvStateMachine, snapshotThreshold: MAX_RAFT_STATE });
+  const c = await RaftGroup.open({ peers: PEERS, dataDir: dir, stateMachine: kvStateMachine, snapshotThreshold: MAX_RAFT_STATE, ...extra });
   try {
     return await fn(c);
   } finally {
@@ -138,7 +145,7 @@ async function memory(c: RaftGroup): Promise<{ puts: number; seconds: number; pe
 const args = process.argv.slice(2);
 if (args.includes('--memory-child')) {
   // The memory run's own process: its peak RSS is this cluster's alone.
-  const mem = await withCluster(memory);
+  const mem = await withCluster(memory, { peerHeapMb: MEMORY_RUN_PEER_HEAP_MB });
   process.stdout.write(JSON.stringify(mem) + '\n');
   process.exit(0);
 }
@@ -170,7 +177,7 @@ for (const r of rows) console.log(`| ${r.clients} | ${r.puts} | ${r.putsPerSecon
 const rs = await withCluster(restart);
 console.log(`leader killed: serving again after ${rs.serveAgainMs.toFixed(0)} ms; the restarted peer caught up in ${rs.catchUpMs.toFixed(0)} ms`);
 const mem = args.includes('--memory') ? await memoryInChild() : undefined;
-if (mem) console.log(`memory: ${mem.puts} puts over 10,000 keys in ${mem.seconds} s, peak RSS of that run's process ${mem.peakRssMiB} MiB`);
+if (mem) console.log(`memory: ${mem.puts} puts over 10,000 keys in ${mem.seconds} s (peerHeapMb ${MEMORY_RUN_PEER_HEAP_MB}), peak RSS of that run's process ${mem.peakRssMiB} MiB`);
 const rss = process.resourceUsage().maxRSS;
 console.log(`peak RSS ${(rss / 1024).toFixed(0)} MiB`);
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };

@@ -75,6 +75,17 @@ export interface GroupOptions {
   maxPending?: number;
   /** ...and at most this many bytes of commands wait to be applied on the leader (default 64 MiB). */
   maxPendingBytes?: number;
+  /**
+   * The largest JavaScript heap (V8's old generation) of each peer's
+   * worker, in MiB (default: V8's own limit, about a sixth of the
+   * machine's memory). V8 paces its collections by this limit, so a lower
+   * one also keeps less garbage around: a peer holds less memory than its
+   * limit says. A peer that needs more than its limit dies with an
+   * out-of-memory error (reported through onPeerError).
+   */
+  peerHeapMb?: number;
+  /** Each peer worker's young generation in MiB (default 8). */
+  peerYoungGenerationMb?: number;
   /** Seed for election timeouts; random when omitted. */
   seed?: number;
   /** A peer worker died of an error (default: print it). */
@@ -181,6 +192,10 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
       dataDir: opts.dataDir,
       fsync: bool('fsync', opts.fsync, true),
       stateMachine: { module, options: spec.options },
+      heap: {
+        ...(opts.peerHeapMb !== undefined ? { oldMb: int('peerHeapMb', opts.peerHeapMb, 32, 1 << 20) } : {}),
+        ...(opts.peerYoungGenerationMb !== undefined ? { youngMb: int('peerYoungGenerationMb', opts.peerYoungGenerationMb, 1, 1024) } : {}),
+      },
       onPeerError,
       onLeaderEvent: (peer, _inc, ev) => this.onLeaderEvent(peer, ev),
     });

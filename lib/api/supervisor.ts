@@ -34,6 +34,8 @@ export interface SupervisorOptions {
    * ends threads, as its crashes do.
    */
   cleanClose?: boolean;
+  /** V8 heap limits of each peer worker (MiB): the old generation (default V8's own) and the young one. */
+  heap?: { oldMb?: number; youngMb?: number };
 }
 
 /** Per start: state machine options for this incarnation, with the ports they carry. */
@@ -159,7 +161,7 @@ export class PeerSupervisor {
     if (o.faults) boot.faults = o.faults;
     const file = this.storageFile(i);
     if (file) boot.storage = { file, fsync: o.fsync };
-    const thread = this.takeSpare() ?? spawnPeerThread();
+    const thread = this.takeSpare() ?? spawnPeerThread(this.opts.heap);
     thread.worker.postMessage({ boot }, transfers as never);
     const slot: Slot = { thread, running: false, api: Comlink.wrap<PeerControl>(nodeEndpoint(thread.worker)), incarnation, events: events?.port1 };
     thread.onDeath = (err) => {
@@ -209,7 +211,7 @@ export class PeerSupervisor {
   /** Have a booted worker ready for the next start while some peer is down. */
   private prepareSpare(): void {
     if (this.spare || this.closed) return;
-    this.spare = spawnPeerThread();
+    this.spare = spawnPeerThread(this.opts.heap);
   }
 
   /** Kill peer i's worker: it becomes unreachable at once and its thread is terminated. */
@@ -343,7 +345,9 @@ function withTimeout(p: Promise<unknown>, ms: number): Promise<unknown> {
 
 let workerChecked = false;
 
-function spawnPeerThread(): PeerThread {
+const DEFAULT_YOUNG_GENERATION_MB = 8;
+
+function spawnPeerThread(heap: SupervisorOptions['heap']): PeerThread {
   if (!workerChecked) {
     if (!existsSync(workerUrl)) {
       throw new RaftError('peer-not-running', `the peer worker's entry point ${fileURLToPath(workerUrl)} is missing: run \`npm run build\``);
@@ -355,6 +359,13 @@ function spawnPeerThread(): PeerThread {
     // Peer traffic carries no strings, so msgpackr's native string decoder
     // would only add its load time (about 10 ms of CPU) to every peer start.
     env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
+    resourceLimits: {
+      // A peer's garbage is short-lived (messages, entries on their way to
+      // the disk): a small young generation holds less of it at once, at no
+      // measured cost in CPU (README, memory).
+      maxYoungGenerationSizeMb: heap?.youngMb ?? DEFAULT_YOUNG_GENERATION_MB,
+      ...(heap?.oldMb !== undefined ? { maxOldGenerationSizeMb: heap.oldMb } : {}),
+    },
   });
   const thread: PeerThread = { worker, dead: false, onExit: new Set() };
   worker.on('message', (m: unknown) => {
