@@ -1,4 +1,5 @@
 import { Packr, Unpackr } from 'msgpackr';
+import { writeFrame } from './frame-writer.js';
 import { isStatus, type Outcome, type Status } from '../node/outcome.js';
 
 /**
@@ -56,19 +57,20 @@ function unpackAll(bytes: unknown): unknown[] | undefined {
   }
 }
 
-/** Payloads are copied out of the batch, so a command kept in the log does not pin the whole buffer. */
-function own(v: Uint8Array): Uint8Array {
-  return Uint8Array.prototype.slice.call(v);
-}
 
 export function encodeRequest(id: number, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): Uint8Array {
-  return pack([id, kind, flags, timeoutMs, payload]);
+  return writeFrame([id, kind, flags, timeoutMs], payload);
 }
 
 /**
  * The requests of one posted batch, each either well-formed or with the
  * reason it is not (to be answered Rejected). Values without even an id
  * have nobody to answer and count as `garbage`.
+ */
+/**
+ * Payloads are views into the posted batch, not copies: a batch's commands
+ * go into the log together and leave it together, so a command kept there
+ * pins little but its neighbours.
  */
 export function decodeRequests(bytes: unknown): { requests: (ClientRequest | { id: number; refused: string })[]; garbage: number } {
   const values = unpackAll(bytes);
@@ -90,7 +92,7 @@ export function decodeRequests(bytes: unknown): { requests: (ClientRequest | { i
       const c = CONSISTENCIES[((flags as number) >> 1) & 3];
       if (!c) refuse('unknown read consistency');
       else {
-        requests.push({ id: id as number, kind, forward: ((flags as number) & FLAG_FORWARD) !== 0, consistency: c, timeoutMs: timeoutMs as number, payload: own(payload) });
+        requests.push({ id: id as number, kind, forward: ((flags as number) & FLAG_FORWARD) !== 0, consistency: c, timeoutMs: timeoutMs as number, payload });
       }
     }
   }
@@ -98,7 +100,9 @@ export function decodeRequests(bytes: unknown): { requests: (ClientRequest | { i
 }
 
 export function encodeReply(id: number, o: Outcome): Uint8Array {
-  return pack([id, o.status, o.leader, o.data ?? null, o.message ?? null]);
+  // The common answer (a result, no message) is written by hand; the rest are rare.
+  if (o.message === undefined) return writeFrame([id, o.status, o.leader], o.data, 1);
+  return pack([id, o.status, o.leader, o.data ?? null, o.message]);
 }
 
 /** The replies of one posted batch; malformed values are left out. */
@@ -110,7 +114,7 @@ export function decodeReplies(bytes: unknown): ClientReply[] {
       id: a[0] as number,
       status: a[1],
       leader: a[2] as number,
-      payload: a[3] instanceof Uint8Array ? own(a[3]) : undefined,
+      payload: a[3] instanceof Uint8Array ? a[3] : undefined,
       message: typeof a[4] === 'string' ? a[4] : undefined,
     });
   }
