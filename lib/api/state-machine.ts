@@ -173,9 +173,15 @@ function synchronous(v: unknown, method: string): unknown {
 }
 
 /** Your state machine as the host drives it: bytes in, bytes out, msgpack in between. */
+/** What a follower's apply returns: nobody there reads it. */
+const NO_RESULT = new Uint8Array(0);
+
 export function byteStateMachine(sm: StateMachine): ByteStateMachine {
   return {
-    apply: (command, meta) => encodeValue(synchronous(sm.apply(decodeValue(command), meta), 'apply')),
+    apply: (command, meta, wantResult) => {
+      const result = synchronous(sm.apply(decodeValue(command), meta), 'apply');
+      return wantResult === false ? NO_RESULT : encodeValue(result);
+    },
     query: (q) => encodeValue(synchronous(sm.query(decodeValue(q)), 'query')),
     snapshot: () => {
       const data = sm.snapshot();

@@ -29,7 +29,11 @@ export function commandFields(raw: unknown): unknown {
   return { op: op ?? code, key, value: op === 'get' ? undefined : value, clientId, seq };
 }
 
+/** Shared by every plain OK (frozen: nobody may change it). */
+const OK_REPLY = Object.freeze(['OK', '']) as unknown as KvReply;
+
 export function toReply(r: KvResult): KvReply {
+  if (r.err === 'OK' && r.value === '' && r.detail === undefined) return OK_REPLY;
   return r.detail === undefined ? [r.err, r.value] : [r.err, r.value, r.detail];
 }
 

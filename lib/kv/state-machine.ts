@@ -90,6 +90,9 @@ interface Session {
   result: KvResult;
 }
 
+/** The answer to every Put and Append that succeeds (shared; never changed). */
+const OK: KvResult = Object.freeze({ err: 'OK', value: '' });
+
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
 const SNAPSHOT_VERSION = 1;
@@ -110,7 +113,11 @@ export class KvStateMachine {
     const s = this.sessions.get(cmd.clientId);
     if (s && cmd.seq <= s.seq) return cmd.seq === s.seq ? s.result : { err: 'OK', value: '' };
     const result = this.execute(cmd);
-    this.sessions.set(cmd.clientId, { seq: cmd.seq, result });
+    // Updated in place: one object per client, not one per command.
+    if (s) {
+      s.seq = cmd.seq;
+      s.result = result;
+    } else this.sessions.set(cmd.clientId, { seq: cmd.seq, result });
     return result;
   }
 
@@ -121,14 +128,14 @@ export class KvStateMachine {
         return cur === undefined ? { err: 'ErrNoKey', value: '' } : { err: 'OK', value: cur };
       case 'put':
         this.data.set(cmd.key, cmd.value!);
-        return { err: 'OK', value: '' };
+        return OK;
       case 'append': {
         const next = (cur ?? '') + cmd.value!;
         if (longerThan(next, MAX_VALUE_BYTES)) {
           return { err: 'ErrTooLarge', value: '', detail: `the value of ${JSON.stringify(cmd.key)} would pass ${MAX_VALUE_BYTES} bytes` };
         }
         this.data.set(cmd.key, next);
-        return { err: 'OK', value: '' };
+        return OK;
       }
     }
   }

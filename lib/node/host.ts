@@ -600,7 +600,7 @@ export class PeerHost {
       // An empty entry is the core's own (a new leader's, for a read): no command.
       if (e.data.length > 0) {
         try {
-          result = this.sm.apply(e.data, { index: e.index, term: e.term });
+          result = this.sm.apply(e.data, { index: e.index, term: e.term }, this.proposals.has(e.index));
         } catch (err) {
           this.applyErrors++;
           failure = errorMessage(err);

@@ -51,8 +51,12 @@ export interface Transport {
  * own thread, synchronously.
  */
 export interface ByteStateMachine {
-  /** Apply one committed command; deterministic. A throw is that command's outcome on every replica. */
-  apply(command: Uint8Array, meta: EntryMeta): Uint8Array;
+  /**
+   * Apply one committed command; deterministic. A throw is that command's
+   * outcome on every replica. `wantResult` false: no caller waits on this
+   * peer for the result (a follower's apply), so it need not be encoded.
+   */
+  apply(command: Uint8Array, meta: EntryMeta, wantResult?: boolean): Uint8Array;
   /** Everything applied so far, as bytes that restore() accepts. */
   snapshot(): Uint8Array;
   /** Replace the whole state with a snapshot's (taken through meta.index). */
