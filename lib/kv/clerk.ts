@@ -4,8 +4,8 @@ import { RequestKind, readFlags } from '../api/client-protocol.js';
 import { GroupClosedError } from '../api/errors.js';
 import { decodeValue, encodeValue } from '../api/state-machine.js';
 import { Status } from '../node/outcome.js';
-import { commandToWire, fromReply } from './protocol.js';
-import { isCommand, parseCommand, type KvCommand, type KvErr, type KvResult } from './state-machine.js';
+import { fromReply, wireOf } from './protocol.js';
+import { refusal, type KvCommand, type KvErr, type KvResult } from './state-machine.js';
 
 /** A request the service refused for what it is (not where it was sent): it is never retried. */
 export class KvRequestError extends Error {
@@ -80,15 +80,15 @@ export class Clerk {
 
   /** The value of `key`, "" if it has none. */
   async get(key: string): Promise<string> {
-    return (await this.run({ op: 'get', key })).value;
+    return (await this.run('get', key, undefined)).value;
   }
 
   async put(key: string, value: string): Promise<void> {
-    await this.run({ op: 'put', key, value });
+    await this.run('put', key, value);
   }
 
   async append(key: string, value: string): Promise<void> {
-    await this.run({ op: 'append', key, value });
+    await this.run('append', key, value);
   }
 
   /** Stop: pending and later calls reject. */
@@ -99,22 +99,22 @@ export class Clerk {
     this.ends.release();
   }
 
-  private async run(op: { op: KvCommand['op']; key: string; value?: string }): Promise<KvResult> {
+  private async run(op: KvCommand['op'], key: string, value: string | undefined): Promise<KvResult> {
     if (this.busy) throw new Error('a Clerk runs one operation at a time; use one Clerk per concurrent client');
     if (this.closed) throw new Error('the Clerk is closed');
     this.busy = true;
     try {
-      const cmd = parseCommand({ ...op, clientId: this.clientId, seq: this.seq + 1 });
-      if (!isCommand(cmd)) throw new KvRequestError(cmd.err, cmd.detail ?? '');
+      const refused = refusal(op, key, value, this.clientId, this.seq + 1);
+      if (refused) throw new KvRequestError(refused.err, refused.detail ?? '');
       this.seq++;
-      const isGet = cmd.op === 'get';
-      const payload = encodeValue(isGet ? cmd.key : commandToWire(cmd));
+      const isGet = op === 'get';
+      const payload = encodeValue(isGet ? key : wireOf(op, key, value, this.clientId, this.seq));
       const kind = isGet ? RequestKind.Read : RequestKind.Propose;
       const flags = isGet ? GET_FLAGS : 0;
       let pause = 1;
       for (let tried = 0; ; tried++) {
         if (this.closed) throw new Error('the Clerk is closed');
-        if (this.ends.closed()) throw new GroupClosedError(`kv ${op.op}`);
+        if (this.ends.closed()) throw new GroupClosedError(`kv ${op}`);
         const r = await this.ends.call(this.leader, kind, flags, REQUEST_TIMEOUT_MS, payload, (cancel) => (this.cancel = cancel));
         this.cancel = undefined;
         if (this.closed) throw new Error('the Clerk is closed');

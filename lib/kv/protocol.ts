@@ -1,4 +1,4 @@
-import type { KvCommand, KvErr, KvOpName, KvResult } from './state-machine.js';
+import { parseCommand, refusal, type KvCommand, type KvErr, type KvOpName, type KvResult } from './state-machine.js';
 
 /**
  * How the key/value service's commands and answers look on the engine
@@ -21,12 +21,21 @@ export function commandToWire(c: KvCommand): unknown[] {
   return [OPS.indexOf(c.op), c.key, c.op === 'get' ? null : c.value, c.clientId, c.seq];
 }
 
-/** The raw fields of a wire command, for parseCommand (which says what is wrong with them). */
-export function commandFields(raw: unknown): unknown {
-  if (!Array.isArray(raw)) return raw;
+/** A wire command as a command, or the refusal to answer (refusal() says what is wrong with it). */
+export function wireToCommand(raw: unknown): KvCommand | KvResult {
+  if (!Array.isArray(raw)) return parseCommand(raw);
   const [code, key, value, clientId, seq] = raw as unknown[];
-  const op = typeof code === 'number' ? OPS[code] : undefined;
-  return { op: op ?? code, key, value: op === 'get' ? undefined : value, clientId, seq };
+  const op = (typeof code === 'number' ? OPS[code] : undefined) ?? code;
+  const refused = refusal(op, key, value, clientId, seq);
+  if (refused) return refused;
+  const cmd: KvCommand = { op: op as KvOpName, key: key as string, clientId: clientId as number, seq: seq as number };
+  if (op !== 'get') cmd.value = value as string;
+  return cmd;
+}
+
+/** A command's wire form from its fields (already checked by refusal()). */
+export function wireOf(op: KvOpName, key: string, value: string | undefined, clientId: number, seq: number): unknown[] {
+  return [OPS.indexOf(op), key, op === 'get' ? null : value, clientId, seq];
 }
 
 /** Shared by every plain OK (frozen: nobody may change it). */

@@ -1,6 +1,6 @@
 import type { StateMachine } from '../api/state-machine.js';
-import { commandFields, toReply, type KvReply } from './protocol.js';
-import { KvStateMachine, isCommand, isWellFormedString, parseCommand, MAX_KEY_BYTES } from './state-machine.js';
+import { toReply, wireToCommand, type KvReply } from './protocol.js';
+import { KvStateMachine, isCommand, isWellFormedString, MAX_KEY_BYTES } from './state-machine.js';
 
 /**
  * The key/value service as a state machine module for the engine: every
@@ -15,7 +15,7 @@ export function createStateMachine(): StateMachine<unknown, KvReply, unknown, Kv
     apply(raw: unknown): KvReply {
       // Checked here too, deterministically: a command that reached the log
       // from a client other than the Clerk is refused the same way everywhere.
-      const cmd = parseCommand(commandFields(raw));
+      const cmd = wireToCommand(raw);
       return toReply(isCommand(cmd) ? sm.apply(cmd) : cmd);
     },
     query(key: unknown): KvReply {

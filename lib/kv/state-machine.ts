@@ -53,30 +53,38 @@ function loneSurrogateAt(s: string): number {
 }
 
 /**
- * Check a request's shape and sizes before it goes anywhere near the log.
- * Keys and values must be strings of well-formed Unicode (see
- * isWellFormedString): anything else is refused with ErrBadRequest, never
- * converted, so that what is stored is exactly what was sent.
- * Returns the command, or the refusal to send back.
+ * Check a request's fields before it goes anywhere near the log. Keys and
+ * values must be strings of well-formed Unicode (see isWellFormedString):
+ * anything else is refused with ErrBadRequest, never converted, so that
+ * what is stored is exactly what was sent. Returns the refusal to send
+ * back, or undefined when the fields make a command. (`value` is looked at
+ * for Put and Append only.)
  */
-export function parseCommand(raw: unknown): KvCommand | KvResult {
+export function refusal(op: unknown, key: unknown, value: unknown, clientId: unknown, seq: unknown): KvResult | undefined {
   const bad = (detail: string): KvResult => ({ err: 'ErrBadRequest', value: '', detail });
-  if (typeof raw !== 'object' || raw === null) return bad('request must be an object');
-  const r = raw as Record<string, unknown>;
-  if (r.op !== 'get' && r.op !== 'put' && r.op !== 'append') return bad(`op must be "get", "put" or "append", got ${JSON.stringify(r.op)}`);
-  if (typeof r.key !== 'string') return bad('key must be a string');
-  if (r.op !== 'get' && typeof r.value !== 'string') return bad(`value must be a string for ${r.op}`);
-  if (!isWellFormedString(r.key)) return bad(`key is not well-formed Unicode (a lone surrogate at index ${loneSurrogateAt(r.key)})`);
-  if (r.op !== 'get' && !isWellFormedString(r.value as string)) {
-    return bad(`value is not well-formed Unicode (a lone surrogate at index ${loneSurrogateAt(r.value as string)})`);
+  if (op !== 'get' && op !== 'put' && op !== 'append') return bad(`op must be "get", "put" or "append", got ${JSON.stringify(op)}`);
+  if (typeof key !== 'string') return bad('key must be a string');
+  if (op !== 'get' && typeof value !== 'string') return bad(`value must be a string for ${op}`);
+  if (!isWellFormedString(key)) return bad(`key is not well-formed Unicode (a lone surrogate at index ${loneSurrogateAt(key)})`);
+  if (op !== 'get' && !isWellFormedString(value as string)) {
+    return bad(`value is not well-formed Unicode (a lone surrogate at index ${loneSurrogateAt(value as string)})`);
   }
-  if (!Number.isSafeInteger(r.clientId) || (r.clientId as number) < 0) return bad('clientId must be a non-negative integer');
-  if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return bad('seq must be a positive integer');
-  if (longerThan(r.key, MAX_KEY_BYTES)) return { err: 'ErrTooLarge', value: '', detail: `key longer than ${MAX_KEY_BYTES} bytes` };
-  if (r.op !== 'get' && longerThan(r.value as string, MAX_VALUE_BYTES)) {
+  if (!Number.isSafeInteger(clientId) || (clientId as number) < 0) return bad('clientId must be a non-negative integer');
+  if (!Number.isSafeInteger(seq) || (seq as number) < 1) return bad('seq must be a positive integer');
+  if (longerThan(key, MAX_KEY_BYTES)) return { err: 'ErrTooLarge', value: '', detail: `key longer than ${MAX_KEY_BYTES} bytes` };
+  if (op !== 'get' && longerThan(value as string, MAX_VALUE_BYTES)) {
     return { err: 'ErrTooLarge', value: '', detail: `value longer than ${MAX_VALUE_BYTES} bytes` };
   }
-  const cmd: KvCommand = { op: r.op, key: r.key, clientId: r.clientId as number, seq: r.seq as number };
+  return undefined;
+}
+
+/** A request object's command, or the refusal to send back (see refusal()). */
+export function parseCommand(raw: unknown): KvCommand | KvResult {
+  if (typeof raw !== 'object' || raw === null) return { err: 'ErrBadRequest', value: '', detail: 'request must be an object' };
+  const r = raw as Record<string, unknown>;
+  const refused = refusal(r.op, r.key, r.value, r.clientId, r.seq);
+  if (refused) return refused;
+  const cmd: KvCommand = { op: r.op as KvOpName, key: r.key as string, clientId: r.clientId as number, seq: r.seq as number };
   if (r.op !== 'get') cmd.value = r.value as string;
   return cmd;
 }
