@@ -67,6 +67,16 @@ export function encodeRequest(id: number, kind: RequestKind, flags: number, time
  * reason it is not (to be answered Rejected). Values without even an id
  * have nobody to answer and count as `garbage`.
  */
+/** What is wrong with a request's fields, or undefined. */
+function requestProblem(kind: unknown, flags: unknown, timeoutMs: unknown, payload: unknown): string | undefined {
+  if (kind !== RequestKind.Propose && kind !== RequestKind.Read) return `unknown request kind ${JSON.stringify(kind)}`;
+  if (!Number.isSafeInteger(flags) || (flags as number) < 0 || (flags as number) > 7) return 'flags must be an integer in [0, 7]';
+  if (!Number.isSafeInteger(timeoutMs) || (timeoutMs as number) < 1) return 'timeoutMs must be a positive integer';
+  if (!(payload instanceof Uint8Array)) return 'the payload must be binary';
+  if (!CONSISTENCIES[((flags as number) >> 1) & 3]) return 'unknown read consistency';
+  return undefined;
+}
+
 /**
  * Payloads are views into the posted batch, not copies: a batch's commands
  * go into the log together and leave it together, so a command kept there
@@ -83,18 +93,13 @@ export function decodeRequests(bytes: unknown): { requests: (ClientRequest | { i
       continue;
     }
     const [id, kind, flags, timeoutMs, payload] = a as unknown[];
-    const refuse = (refused: string) => requests.push({ id: id as number, refused });
-    if (kind !== RequestKind.Propose && kind !== RequestKind.Read) refuse(`unknown request kind ${JSON.stringify(kind)}`);
-    else if (!Number.isSafeInteger(flags) || (flags as number) < 0 || (flags as number) > 7) refuse('flags must be an integer in [0, 7]');
-    else if (!Number.isSafeInteger(timeoutMs) || (timeoutMs as number) < 1) refuse('timeoutMs must be a positive integer');
-    else if (!(payload instanceof Uint8Array)) refuse('the payload must be binary');
-    else {
-      const c = CONSISTENCIES[((flags as number) >> 1) & 3];
-      if (!c) refuse('unknown read consistency');
-      else {
-        requests.push({ id: id as number, kind, forward: ((flags as number) & FLAG_FORWARD) !== 0, consistency: c, timeoutMs: timeoutMs as number, payload });
-      }
+    const refused = requestProblem(kind, flags, timeoutMs, payload);
+    if (refused !== undefined) {
+      requests.push({ id: id as number, refused });
+      continue;
     }
+    const c = CONSISTENCIES[((flags as number) >> 1) & 3]!;
+    requests.push({ id: id as number, kind: kind as RequestKind, forward: ((flags as number) & FLAG_FORWARD) !== 0, consistency: c, timeoutMs: timeoutMs as number, payload: payload as Uint8Array });
   }
   return { requests, garbage };
 }

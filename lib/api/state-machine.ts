@@ -176,11 +176,28 @@ function synchronous(v: unknown, method: string): unknown {
 /** What a follower's apply returns: nobody there reads it. */
 const NO_RESULT = new Uint8Array(0);
 
+/** A frozen array of primitives: nothing in it can ever change. */
+function isFrozenFlat(v: unknown): boolean {
+  if (!Array.isArray(v) || !Object.isFrozen(v)) return false;
+  for (const x of v) if (typeof x === 'object' && x !== null) return false;
+  return true;
+}
+
 export function byteStateMachine(sm: StateMachine): ByteStateMachine {
+  let lastFrozen: unknown;
+  let lastBytes: Uint8Array = NO_RESULT;
   return {
     apply: (command, meta, wantResult) => {
       const result = synchronous(sm.apply(decodeValue(command), meta), 'apply');
-      return wantResult === false ? NO_RESULT : encodeValue(result);
+      if (wantResult === false) return NO_RESULT;
+      // The same frozen array of plain values again (a service's shared "OK"): its bytes cannot have changed.
+      if (result === lastFrozen) return lastBytes;
+      const bytes = encodeValue(result);
+      if (isFrozenFlat(result)) {
+        lastFrozen = result;
+        lastBytes = bytes;
+      }
+      return bytes;
     },
     query: (q) => encodeValue(synchronous(sm.query(decodeValue(q)), 'query')),
     snapshot: () => {
