@@ -27,7 +27,7 @@ import { Etcd3 } from 'etcd3';
 import { RaftGroup } from '../lib/index.js';
 import { Clerk, kvStateMachine } from '../lib/kv/index.js';
 import { EtcdCluster, clockTicks, etcdVersion, findOnPath, tail } from './etcd-cluster.js';
-import { closedLoop, round3, summarize, type LoopOptions, type Summary } from './workload.js';
+import { closedLoop, round3, summarize, type LoopOptions, type LoopResult, type Summary } from './workload.js';
 
 const PEERS = 3;
 const VALUE = 'v'.repeat(100);
@@ -66,6 +66,19 @@ interface SystemResult extends Summary {
   /** etcd only: the bench process's CPU per Put (the etcd3 client, grpc-js and the loops). */
   clientCpuUsPerPut?: number;
   firstError?: string;
+}
+
+/** What both systems report for a row: the workload's summary and the servers' CPU per Put. */
+function systemResult(system: System, spec: RowSpec, r: LoopResult, cpuUsPerPut: number): SystemResult {
+  return {
+    system,
+    clients: spec.clients,
+    keysPerClient: spec.keysPerClient,
+    ...summarize(r),
+    keysWritten: r.keysWritten,
+    cpuUsPerPut: round3(cpuUsPerPut),
+    firstError: r.firstError,
+  };
 }
 
 interface RowResult {
@@ -217,15 +230,9 @@ async function etcdRow(spec: RowSpec, index: number, label: string): Promise<Sys
     if (dead) throw new Error(`etcd member ${dead.name} exited during the row`);
     const keysInStore = await client.getAll().prefix('key-').options({ deadline: Date.now() + 60_000 }).count();
     return {
-      system: 'etcd',
-      clients: spec.clients,
-      keysPerClient: spec.keysPerClient,
-      ...summarize(r),
-      keysWritten: r.keysWritten,
+      ...systemResult('etcd', spec, r, ((ticks / CLK_TCK) * 1e6) / r.puts),
       keysInStore,
-      cpuUsPerPut: round3(((ticks / CLK_TCK) * 1e6) / r.puts),
       clientCpuUsPerPut: round3(clientCpu / r.puts),
-      firstError: r.firstError,
     };
   } catch (e) {
     clearProgress();
@@ -252,15 +259,7 @@ async function oursRow(spec: RowSpec, index: number, label: string): Promise<Sys
     const cpu = cpuMicros(process.cpuUsage(cpu0));
     clearProgress();
     if (abort.signal.aborted) throw new Error('interrupted');
-    return {
-      system: 'ours',
-      clients: spec.clients,
-      keysPerClient: spec.keysPerClient,
-      ...summarize(r),
-      keysWritten: r.keysWritten,
-      cpuUsPerPut: round3(cpu / r.puts),
-      firstError: r.firstError,
-    };
+    return systemResult('ours', spec, r, cpu / r.puts);
   } catch (e) {
     clearProgress();
     throw e;

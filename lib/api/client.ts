@@ -20,6 +20,7 @@ import {
   RequestRejectedError,
   TimeoutError,
 } from './errors.js';
+import { BusyBackoff } from './busy-backoff.js';
 import { decodeValue, encodeValue } from './state-machine.js';
 
 /**
@@ -175,9 +176,6 @@ export interface ReadOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 5000;
-/** A Busy answer's first pause before asking again; each further one doubles, up to BUSY_MAX_PAUSE_MS. */
-const BUSY_FIRST_PAUSE_MS = 1;
-const BUSY_MAX_PAUSE_MS = 32;
 /** The longest one try of a read may wait before the client asks again. */
 const READ_TRY_MS = 1000;
 
@@ -296,7 +294,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
     const deadline = performance.now() + timeoutMs;
     let why = 'no peer is reachable';
     let busy: string | undefined;
-    let pause = BUSY_FIRST_PAUSE_MS;
+    const backoff = new BusyBackoff();
     for (;;) {
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('propose');
       const remaining = deadline - performance.now();
@@ -320,8 +318,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
         case Status.Busy:
           // Backpressure: wait while the leader works off what it has, then ask it again.
           busy = r.message ?? 'busy';
-          await sleep(Math.min(pause, Math.max(0, deadline - performance.now())));
-          pause = Math.min(2 * pause, BUSY_MAX_PAUSE_MS);
+          await sleep(backoff.next(deadline - performance.now()));
           continue;
         case Status.NotLeader:
           why = r.message ?? `peer ${end.peer} is not the leader`;
@@ -344,7 +341,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
     const deadline = performance.now() + timeoutMs;
     let why = 'no peer is reachable';
     let busy: string | undefined;
-    let pause = BUSY_FIRST_PAUSE_MS;
+    const backoff = new BusyBackoff();
     for (;;) {
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('read');
       const remaining = deadline - performance.now();
@@ -370,8 +367,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
           return r.payload ?? new Uint8Array(0);
         case Status.Busy:
           busy = r.message ?? 'busy';
-          await sleep(Math.min(pause, Math.max(0, deadline - performance.now())));
-          pause = Math.min(2 * pause, BUSY_MAX_PAUSE_MS);
+          await sleep(backoff.next(deadline - performance.now()));
           continue;
         case Status.ApplyError:
           throw new ApplyError(`read: ${r.message ?? 'the state machine threw'}`);

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { LinkEnds, type CallResult, type GroupHandle } from '../api/client.js';
 import { RequestKind, readFlags } from '../api/client-protocol.js';
+import { BusyBackoff } from '../api/busy-backoff.js';
 import { GroupClosedError } from '../api/errors.js';
 import { decodeValue, encodeValue } from '../api/state-machine.js';
 import { Status } from '../node/outcome.js';
@@ -111,7 +112,7 @@ export class Clerk {
       const payload = encodeValue(isGet ? key : wireOf(op, key, value, this.clientId, this.seq));
       const kind = isGet ? RequestKind.Read : RequestKind.Propose;
       const flags = isGet ? GET_FLAGS : 0;
-      let pause = 1;
+      const backoff = new BusyBackoff();
       for (let tried = 0; ; tried++) {
         if (this.closed) throw new Error('the Clerk is closed');
         if (this.ends.closed()) throw new GroupClosedError(`kv ${op}`);
@@ -127,8 +128,7 @@ export class Clerk {
           }
           if (r.status === Status.Busy) {
             // The leader is at its flow-control bound: nothing was done. Wait, then ask it again.
-            await sleep(pause);
-            pause = Math.min(2 * pause, 32);
+            await sleep(backoff.next());
             tried--;
             continue;
           }

@@ -1,4 +1,4 @@
-import { parseCommand, refusal, type KvCommand, type KvErr, type KvOpName, type KvResult } from './state-machine.js';
+import { checkedCommand, parseCommand, type KvCommand, type KvErr, type KvOpName, type KvResult } from './state-machine.js';
 
 /**
  * How the key/value service's commands and answers look on the engine
@@ -18,7 +18,7 @@ const OPS: KvOpName[] = ['get', 'put', 'append'];
  * stored as "".
  */
 export function commandToWire(c: KvCommand): unknown[] {
-  return [OPS.indexOf(c.op), c.key, c.op === 'get' ? null : c.value, c.clientId, c.seq];
+  return wireOf(c.op, c.key, c.value, c.clientId, c.seq);
 }
 
 /** A wire command as a command, or the refusal to answer (refusal() says what is wrong with it). */
@@ -26,11 +26,7 @@ export function wireToCommand(raw: unknown): KvCommand | KvResult {
   if (!Array.isArray(raw)) return parseCommand(raw);
   const [code, key, value, clientId, seq] = raw as unknown[];
   const op = (typeof code === 'number' ? OPS[code] : undefined) ?? code;
-  const refused = refusal(op, key, value, clientId, seq);
-  if (refused) return refused;
-  const cmd: KvCommand = { op: op as KvOpName, key: key as string, clientId: clientId as number, seq: seq as number };
-  if (op !== 'get') cmd.value = value as string;
-  return cmd;
+  return checkedCommand(op, key, value, clientId, seq);
 }
 
 /** A command's wire form from its fields (already checked by refusal()). */

@@ -82,10 +82,15 @@ export function refusal(op: unknown, key: unknown, value: unknown, clientId: unk
 export function parseCommand(raw: unknown): KvCommand | KvResult {
   if (typeof raw !== 'object' || raw === null) return { err: 'ErrBadRequest', value: '', detail: 'request must be an object' };
   const r = raw as Record<string, unknown>;
-  const refused = refusal(r.op, r.key, r.value, r.clientId, r.seq);
+  return checkedCommand(r.op, r.key, r.value, r.clientId, r.seq);
+}
+
+/** The command these fields make, or the refusal (see refusal()). */
+export function checkedCommand(op: unknown, key: unknown, value: unknown, clientId: unknown, seq: unknown): KvCommand | KvResult {
+  const refused = refusal(op, key, value, clientId, seq);
   if (refused) return refused;
-  const cmd: KvCommand = { op: r.op as KvOpName, key: r.key as string, clientId: r.clientId as number, seq: r.seq as number };
-  if (r.op !== 'get') cmd.value = r.value as string;
+  const cmd: KvCommand = { op: op as KvOpName, key: key as string, clientId: clientId as number, seq: seq as number };
+  if (op !== 'get') cmd.value = value as string;
   return cmd;
 }
 

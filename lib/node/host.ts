@@ -111,9 +111,9 @@ export interface HostStatus extends CoreStatus {
 
 export const DEFAULT_MAX_COMMAND_BYTES = 4 << 20;
 export const DEFAULT_MAX_PENDING = 8192;
+export const DEFAULT_MAX_PENDING_BYTES = 64 << 20;
 /** Committed entries one drain applies before it lets the event loop run (the core gives at most 4096 per Ready). */
 const MAX_APPLIED_PER_TURN = 4096;
-export const DEFAULT_MAX_PENDING_BYTES = 64 << 20;
 /** Extra time a forwarding follower gives the leader's own answer (which carries the leader's timeout) to arrive. */
 const FORWARD_GRACE_MS = 50;
 /** setTimeout's limit; longer timeouts would fire at once. */
