@@ -9,6 +9,8 @@ export interface CheckTask {
   stop: SharedArrayBuffer;
   /** Date.now() after which to stop even if the flag is never raised. */
   deadline: number;
+  /** Byte budget of each search's memo. */
+  memoBytes: number;
 }
 
 /** Searches the task's partitions in turn; an illegal one raises the stop flag for everyone. */
@@ -21,7 +23,7 @@ export default function check(task: CheckTask): SearchOutcome[] {
       out.push('stopped');
       continue;
     }
-    const r = checkKey(ops, shouldStop);
+    const r = checkKey(ops, shouldStop, { memoBytes: task.memoBytes });
     if (r === 'illegal') Atomics.store(flag, 0, 1);
     out.push(r);
   }

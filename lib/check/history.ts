@@ -1,7 +1,9 @@
 /**
- * One completed operation of a recorded history. `call` and `ret` are
- * timestamps from one monotonic clock (the tests use nanoseconds from
- * process.hrtime.bigint(), as numbers); every operation in a history returned.
+ * One operation of a recorded history. `call` and `ret` are timestamps from
+ * one monotonic clock (the tests use nanoseconds from
+ * process.hrtime.bigint(), as numbers). `ret` is Infinity for an operation
+ * whose outcome is unknown (its client gave up waiting): it may have taken
+ * effect at any time after its call, or never, and its output is ignored.
  */
 export interface Operation<I, O> {
   clientId: number;
@@ -26,6 +28,24 @@ export interface Model<S, I, O> {
    */
   key?(state: S): unknown;
   describe?(op: Operation<I, O>): string;
+  /**
+   * For a state that only grows except at "reset" operations (a register
+   * under appends, which a Put resets): `isObserver` marks the operations
+   * whose output is the state (a read); `fits(before, input, output)` is
+   * false when the state after `input` cannot grow into an observer's
+   * `output` (it is no longer a prefix of it); `size(output)` orders the
+   * observers. While no reset is left to linearize, every unlinearized
+   * observer that returned must still be linearized on a state that can only
+   * grow, and the search drops a step that does not fit the smallest of
+   * them. Wrong orders of concurrent appends then die at once instead of at
+   * the next read.
+   */
+  growth?: {
+    isReset(input: I): boolean;
+    isObserver(input: I): boolean;
+    size(output: O): number;
+    fits(before: S, input: I, output: O): boolean;
+  };
 }
 
 /** ok: linearizable; illegal: not; unknown: the time limit came before an answer. */

@@ -84,6 +84,12 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
     }
   },
   key: (state) => state.id,
+  growth: {
+    isReset: (input) => input.op === KvOp.Put,
+    isObserver: (input) => input.op === KvOp.Get,
+    size: (output) => output.value.length,
+    fits: (before, input, output) => input.op !== KvOp.Append || output.value.startsWith(input.value, before.value.length),
+  },
   partition(history) {
     const byKey = new Map<string, KvOperation[]>();
     for (const op of history) {
@@ -233,6 +239,12 @@ export const kvHashedModel: Model<KvHashedState, KvInput, KvOutput> = {
     }
   },
   key: (state) => state.id,
+  growth: {
+    isReset: (input) => input.op === KvOp.Put,
+    isObserver: (input) => input.op === KvOp.Get,
+    size: (output) => output.value.length,
+    fits: (before, input, output) => input.op !== KvOp.Append || output.value.startsWith(input.value, before.len),
+  },
 };
 
 /** Does applying `ops` in this order, one at a time, give each its recorded output under `model`? */

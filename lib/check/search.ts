@@ -1,7 +1,22 @@
 import type { Model, Operation } from './history.js';
 
-/** What one search ended with; `stopped`: asked to give up before an answer. */
-export type SearchOutcome = 'ok' | 'illegal' | 'stopped';
+/**
+ * What one search ended with. `stopped`: asked to give up before an answer;
+ * `memory`: its memo reached its byte budget first (both mean "unknown").
+ */
+export type SearchOutcome = 'ok' | 'illegal' | 'stopped' | 'memory';
+
+/** Default byte budget of one search's memo (see SearchLimits.memoBytes). */
+export const DEFAULT_MEMO_BYTES = 512 << 20;
+
+export interface SearchLimits {
+  /**
+   * Give up ('memory') once the memo of seen configurations is estimated to
+   * hold this many bytes: a history hard enough to need more is answered
+   * "unknown" instead of exhausting the heap.
+   */
+  memoBytes?: number;
+}
 
 /** How many search steps pass between two looks at the stop condition. */
 const STOP_CHECK_STEPS = 256;
@@ -35,24 +50,37 @@ export function searchLinearization<S, I, O>(
    * 'ok' needs no confirming: the order found is a real one).
    */
   memo: 'exact' | 'hashed' = 'exact',
+  limits: SearchLimits = {},
 ): SearchOutcome {
   const n = ops.length;
   if (n === 0) return 'ok';
   const keyOf = model.key ?? ((state: S) => state as unknown);
+  const memoBudget = limits.memoBytes ?? DEFAULT_MEMO_BYTES;
+  // An operation that never returned (ret Infinity: its outcome is unknown)
+  // has no return entry: nothing forces it to take effect, and the search is
+  // done once every operation that did return is linearized.
+  const returned = (i: number) => ops[i]!.ret !== Infinity;
+  let dueLeft = 0;
+  for (let i = 0; i < n; i++) if (returned(i)) dueLeft++;
+  const growth = model.growth;
 
   // Nodes 0..2n-1 are the entries in time order; node 2n is the head sentinel.
   const order: number[] = [];
-  for (let i = 0; i < n; i++) order.push(2 * i, 2 * i + 1); // even: call of op i, odd: its return
+  for (let i = 0; i < n; i++) {
+    order.push(2 * i); // even: call of op i, odd: its return
+    if (returned(i)) order.push(2 * i + 1);
+  }
   const timeOf = (e: number) => (e & 1 ? ops[e >> 1]!.ret : ops[e >> 1]!.call);
   order.sort((a, b) => timeOf(a) - timeOf(b) || (a & 1) - (b & 1));
-  const head = 2 * n;
-  const next = new Int32Array(2 * n + 1);
-  const prev = new Int32Array(2 * n + 1);
-  const opOf = new Int32Array(2 * n);
-  const isCall = new Uint8Array(2 * n);
-  const retNode = new Int32Array(n);
+  const m = order.length;
+  const head = m;
+  const next = new Int32Array(m + 1);
+  const prev = new Int32Array(m + 1);
+  const opOf = new Int32Array(m);
+  const isCall = new Uint8Array(m);
+  const retNode = new Int32Array(n).fill(-1);
   let last = head;
-  for (let k = 0; k < 2 * n; k++) {
+  for (let k = 0; k < m; k++) {
     const e = order[k]!;
     opOf[k] = e >> 1;
     isCall[k] = e & 1 ? 0 : 1;
@@ -94,9 +122,14 @@ export function searchLinearization<S, I, O>(
   // (concurrent appends in different orders), one state in few sets.
   const seen = new Map<unknown, Map<number, Uint32Array[]>>();
   const seenHashed = new Map<unknown, Set<number>>();
+  // Estimated bytes per memo entry: a number in a Set, or a copied bitset with
+  // its array header and a share of the maps around it.
+  const entryBytes = memo === 'hashed' ? 24 : 4 * words + 96;
+  let memoBytes = 0;
   /** Record (bits, state); false if it was already there. */
   const remember = (state: S): boolean => {
     const k = keyOf(state);
+    memoBytes += entryBytes;
     if (memo === 'hashed') {
       let sets = seenHashed.get(k);
       if (!sets) seenHashed.set(k, (sets = new Set()));
@@ -114,17 +147,62 @@ export function searchLinearization<S, I, O>(
     return true;
   };
 
+  // Growth pruning (see Model.growth): the observers (reads) that returned,
+  // smallest output first; `due` is the first not yet linearized, the
+  // tightest bound on what the state may grow into (every unlinearized
+  // observer is one, and the smallest is the one a wrong step overshoots first). `resetsLeft` counts the unlinearized
+  // operations that could shrink the state; while any is left, no pruning.
+  const linearized = new Uint8Array(n);
+  const observers: number[] = [];
+  let resetsLeft = 0;
+  if (growth) {
+    for (let i = 0; i < n; i++) {
+      if (growth.isReset(ops[i]!.input)) resetsLeft++;
+      else if (growth.isObserver(ops[i]!.input) && returned(i)) observers.push(i);
+    }
+    observers.sort((a, b) => growth.size(ops[a]!.output) - growth.size(ops[b]!.output) || ops[a]!.ret - ops[b]!.ret);
+  }
+  const observerRank = new Int32Array(n).fill(-1);
+  observers.forEach((op, r) => (observerRank[op] = r));
+  let due = 0;
+  const take = (op: number) => {
+    linearized[op] = 1;
+    if (returned(op)) dueLeft--;
+    if (!growth) return;
+    if (growth.isReset(ops[op]!.input)) resetsLeft--;
+    while (due < observers.length && linearized[observers[due]!]) due++;
+  };
+  const untake = (op: number) => {
+    linearized[op] = 0;
+    if (returned(op)) dueLeft++;
+    if (!growth) return;
+    if (growth.isReset(ops[op]!.input)) resetsLeft++;
+    const r = observerRank[op]!;
+    if (r >= 0 && r < due) due = r;
+  };
+  /** False when the step from `before` by operation `op` cannot grow into the next observer still due. */
+  const fitsDue = (before: S, op: number): boolean => {
+    if (!growth || resetsLeft > 0 || due >= observers.length) return true;
+    const o = observers[due]!;
+    if (o === op) return true;
+    return growth.fits(before, ops[op]!.input, ops[o]!.output);
+  };
+
   const stackNode: number[] = [];
   const stackState: S[] = [];
   let state = model.init();
   let entry = next[head]!;
   let steps = 0;
-  while (next[head] !== -1) {
-    if (++steps % STOP_CHECK_STEPS === 0 && shouldStop()) return 'stopped';
+  while (dueLeft > 0) {
+    if (++steps % STOP_CHECK_STEPS === 0) {
+      if (shouldStop()) return 'stopped';
+      if (memoBytes > memoBudget) return 'memory';
+    }
     if (isCall[entry]) {
       const op = opOf[entry]!;
       const o = ops[op]!;
-      const [legal, after] = model.step(state, o.input, o.output);
+      // The growth test first: it is a prefix comparison, the step builds a state.
+      const [legal, after] = fitsDue(state, op) ? model.step(state, o.input, o.output) : REFUSED;
       if (legal) {
         bits[op >>> 5]! |= 1 << (op & 31);
         setHash ^= zobrist[op]!;
@@ -134,7 +212,8 @@ export function searchLinearization<S, I, O>(
           stackState.push(state);
           state = after;
           unlink(entry);
-          unlink(retNode[op]!);
+          if (retNode[op]! >= 0) unlink(retNode[op]!);
+          take(op);
           entry = next[head]!;
           continue;
         }
@@ -151,7 +230,8 @@ export function searchLinearization<S, I, O>(
       bits[op >>> 5]! &= ~(1 << (op & 31));
       setHash ^= zobrist[op]!;
       setHash2 ^= zobrist2[op]!;
-      relink(retNode[op]!);
+      untake(op);
+      if (retNode[op]! >= 0) relink(retNode[op]!);
       relink(node);
       entry = next[node]!;
     }
@@ -159,6 +239,8 @@ export function searchLinearization<S, I, O>(
   if (linearization) for (const node of stackNode) linearization.push(opOf[node]!);
   return 'ok';
 }
+
+const REFUSED: [boolean, never] = [false, undefined as never];
 
 /** MurmurHash3's finalizer: spreads consecutive integers over all 32 bits. */
 function mix32(x: number): number {

@@ -218,7 +218,7 @@ async function main(): Promise<number> {
     const keys = new Set(history.map((op) => op.input.key)).size;
     console.log(`Checking ${history.length} operations on ${keys} keys for linearizability...`);
     const report = await checker.checkKv(history, { timeoutMs: 120_000 });
-    const verdict = report.result === 'ok' ? 'linearizable' : report.result === 'illegal' ? `NOT linearizable (keys ${report.illegalKeys.join(', ')})` : `unknown: ${report.decided} of ${report.partitions} keys decided before the time limit`;
+    const verdict = report.result === 'ok' ? 'linearizable' : report.result === 'illegal' ? `NOT linearizable (keys ${report.illegalKeys.join(', ')})` : `unknown: ${report.decided} of ${report.partitions} keys decided${report.memoryLimited > 0 ? ` (${report.memoryLimited} stopped at the memory budget)` : ' before the time limit'}`;
     console.log(`History: ${verdict} (${report.ms.toFixed(0)} ms).`);
     console.log(`Peers' SQLite files are in ${opts.dataDir}/.`);
     return lost === 0 && report.result === 'ok' ? 0 : 1;

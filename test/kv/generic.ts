@@ -151,7 +151,7 @@ export async function genericTest(cfg: KvConfig, p: GenericParams): Promise<void
 
   const history = opLog.read();
   const r = await checkKvHistory(history, { timeoutMs: linearizabilityCheckTimeout });
-  cfg.log(`linearizability check: ${r.result}, ${history.length} operations over ${r.partitions} keys in ${r.ms.toFixed(0)} ms`);
+  cfg.log(`linearizability check: ${r.result}, ${history.length} operations over ${r.partitions} keys (${r.decided} decided) in ${r.ms.toFixed(0)} ms`);
   if (r.result === 'illegal') cfg.fatal(`history is not linearizable (keys ${r.illegalKeys.join(', ')})`);
   if (r.result === 'unknown') cfg.log('info: linearizability check timed out, assuming history is ok');
   cfg.end();

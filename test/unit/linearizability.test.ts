@@ -1,7 +1,7 @@
 // The linearizability checker (lib/check): known-good and known-bad KV
 // histories, generated linearizable histories, the time limit, bad input.
 import t from 'tap';
-import { KvOp, checkKvHistory, kvModel, searchLinearization, type KvOpCode, type KvOperation } from '../../lib/check/index.js';
+import { KvOp, checkKvHistory, dropUnobserved, kvModel, searchLinearization, type KvOpCode, type KvOperation } from '../../lib/check/index.js';
 import { seededRng } from '../../lib/raft/prng.js';
 
 function op(clientId: number, kind: KvOpCode, key: string, value: string, out: string, call: number, ret: number): KvOperation {
@@ -12,6 +12,19 @@ const put = (c: number, key: string, v: string, call: number, ret: number) => op
 const append = (c: number, key: string, v: string, call: number, ret: number) => op(c, KvOp.Append, key, v, '', call, ret);
 
 const search = (h: KvOperation[]) => searchLinearization(kvModel, h);
+
+/**
+ * n concurrent Puts of distinct values and a read of a value nobody wrote:
+ * every subset of the Puts, with each last value, is a configuration of its
+ * own and no read prunes them (Puts reset the register), so the search needs
+ * about n * 2^n steps to say "illegal".
+ */
+function hardHistory(n: number): KvOperation[] {
+  const hard: KvOperation[] = [];
+  for (let k = 0; k < n; k++) hard.push(put(k, 'hard', `v${k}`, 0, 100));
+  hard.push(get(99, 'hard', 'impossible', 0, 100));
+  return hard;
+}
 
 t.test('sequential and concurrent histories that are linearizable', async (t) => {
   t.equal(search([]), 'ok', 'the empty history');
@@ -113,11 +126,7 @@ t.test('the pooled checker: ok, illegal with the culprit key, and input errors',
 });
 
 t.test('past the time limit the answer is unknown, never ok; an illegal key found in time still wins', async (t) => {
-  // 40 concurrent appends and a read nobody could see: every order of the
-  // appends gives a different state, so the search cannot finish in time.
-  const hard: KvOperation[] = [];
-  for (let k = 0; k < 40; k++) hard.push(append(k, 'hard', String.fromCharCode(65 + k), 0, 100));
-  hard.push(get(99, 'hard', 'impossible', 0, 100));
+  const hard = hardHistory(40);
   const r = await checkKvHistory(hard, { timeoutMs: 200, threads: 2 });
   t.equal(r.result, 'unknown', `unknown after ${r.ms.toFixed(0)} ms`);
   t.ok(r.ms < 2000, 'and the search stopped soon after the limit');
@@ -126,4 +135,165 @@ t.test('past the time limit the answer is unknown, never ok; an illegal key foun
   const r2 = await checkKvHistory(both, { timeoutMs: 200, threads: 2 });
   t.equal(r2.result, 'illegal', 'the stale read on another key is reported');
   t.same(r2.illegalKeys, ['easy']);
+});
+
+/**
+ * The reference the search is compared with: every order of the operations
+ * that respects real time (a before b when a returned before b was called),
+ * each operation whose outcome is unknown (ret Infinity) either placed
+ * anywhere after its call or left out.
+ */
+function bruteForce(h: KvOperation[]): 'ok' | 'illegal' {
+  const n = h.length;
+  const used = new Array<boolean>(n).fill(false);
+  const go = (value: string, placed: number): boolean => {
+    // Done when every operation that returned is placed.
+    if (h.every((o, i) => used[i] || o.ret === Infinity)) return true;
+    for (let i = 0; i < n; i++) {
+      if (used[i]) continue;
+      const o = h[i]!;
+      // Not yet placeable while another unplaced operation returned before o was called.
+      if (h.some((p, j) => j !== i && !used[j] && p.ret < o.call)) continue;
+      let next = value;
+      if (o.input.op === KvOp.Get) {
+        if (o.ret === Infinity || o.output.value !== value) continue;
+      } else next = o.input.op === KvOp.Put ? o.input.value : value + o.input.value;
+      used[i] = true;
+      const found = go(next, placed + 1);
+      used[i] = false;
+      if (found) return true;
+    }
+    return false;
+  };
+  return go('', 0) ? 'ok' : 'illegal';
+}
+
+/** A small random one-key history, linearizable or not, some writes of unknown outcome. */
+function smallHistory(seed: number): KvOperation[] {
+  const rng = seededRng(seed);
+  const h: KvOperation[] = [];
+  const values = ['a', 'b', 'ab', 'ba', 'c'];
+  const n = 3 + Math.floor(rng() * 5);
+  for (let i = 0; i < n; i++) {
+    const call = Math.floor(rng() * 10);
+    const ret = rng() < 0.15 ? Infinity : call + Math.floor(rng() * 6);
+    const r = rng();
+    if (r < 0.4) {
+      // Reads of values that may or may not be reachable.
+      const out = rng() < 0.2 ? '' : values[Math.floor(rng() * values.length)]! + (rng() < 0.3 ? 'c' : '');
+      h.push(get(i, 'k', out, call, ret));
+    } else if (r < 0.6) h.push(put(i, 'k', values[Math.floor(rng() * 2)]!, call, ret));
+    else h.push(append(i, 'k', ['a', 'b', 'c'][Math.floor(rng() * 3)]!, call, ret));
+  }
+  return h;
+}
+
+t.test('the search (with growth pruning and unknown outcomes) agrees with brute force on 3000 small histories', async (t) => {
+  let illegal = 0;
+  let unknownOps = 0;
+  for (let seed = 1; seed <= 3000; seed++) {
+    const h = smallHistory(seed);
+    unknownOps += h.filter((o) => o.ret === Infinity).length;
+    const want = bruteForce(h);
+    if (want === 'illegal') illegal++;
+    const got = searchLinearization(kvModel, h);
+    const viaDrop = searchLinearization(kvModel, dropUnobserved(h));
+    if (got !== want || viaDrop !== want) {
+      t.fail(`seed ${seed}: brute force ${want}, search ${got}, after dropping unobserved writes ${viaDrop}: ${JSON.stringify(h)}`);
+      return;
+    }
+  }
+  t.ok(illegal > 300 && illegal < 2700, `both verdicts well represented: ${illegal} of 3000 illegal`);
+  t.ok(unknownOps > 1000, `${unknownOps} operations of unknown outcome among them`);
+});
+
+t.test('growth pruning is sound: a search that prunes a live order is caught', async (t) => {
+  // Planted bug: a growth rule that drops every Append which does not come
+  // first in the next read (it forgets the state's length); the brute force
+  // above must disagree with it somewhere.
+  const broken = { ...kvModel, growth: { ...kvModel.growth!, fits: (_s: unknown, input: KvOperation['input'], out: KvOperation['output']) => input.op !== KvOp.Append || out.value.startsWith(input.value) } };
+  let caught = 0;
+  for (let seed = 1; seed <= 3000 && caught === 0; seed++) {
+    const h = smallHistory(seed);
+    if (searchLinearization(broken as typeof kvModel, h) !== bruteForce(h)) caught = seed;
+  }
+  t.ok(caught > 0, `the planted bug disagrees with brute force (first at seed ${caught})`);
+});
+
+t.test('many concurrent appends between reads are decided at once', async (t) => {
+  // 15 clients, each appending its own tokens, all operations overlapping
+  // their neighbours for long stretches (as under partitions), a read now and then.
+  const rng = seededRng(3);
+  const h: KvOperation[] = [];
+  let value = '';
+  let at = 0;
+  for (let i = 0; i < 3000; i++) {
+    at += 1;
+    const call = at - Math.floor(rng() * 400);
+    const ret = at + Math.floor(rng() * 400);
+    if (i % 10 === 9) {
+      h.push(get(i % 15, 'k', value, call, ret));
+    } else {
+      const token = `x ${i % 15} ${i} y`;
+      value += token;
+      h.push(append(i % 15, 'k', token, call, ret));
+    }
+  }
+  const r = await checkKvHistory(h, { timeoutMs: 1000, threads: 1 });
+  t.equal(r.result, 'ok', `${h.length} operations decided in ${r.ms.toFixed(0)} ms`);
+  // One read with the first two tokens swapped (appended long before it was
+  // called, and in the other order by every later read): illegal, and decided in time.
+  const bad = h.map((o) => ({ ...o, output: { ...o.output } }));
+  const g = bad.filter((o) => o.input.op === KvOp.Get)[150]!;
+  g.output.value = g.output.value.replace(/^(x \d+ \d+ y)(x \d+ \d+ y)/, '$2$1');
+  t.not(g.output.value, h.filter((o) => o.input.op === KvOp.Get)[150]!.output.value, 'the read was changed');
+  const r2 = await checkKvHistory(bad, { timeoutMs: 1000, threads: 1 });
+  t.equal(r2.result, 'illegal', `a read with two tokens swapped is rejected in ${r2.ms.toFixed(0)} ms`);
+});
+
+t.test('writes whose outcome is unknown', async (t) => {
+  const lost = [put(0, 'k', 'a', 0, 1), put(1, 'k', 'b', 2, Infinity), get(2, 'k', 'a', 5, 6)];
+  const r = await checkKvHistory(lost, { threads: 1 });
+  t.equal(r.result, 'ok', 'a write that never returned and was never seen may never have happened');
+  t.equal(r.unknownOutcomes, 1);
+  t.equal(r.unknownDropped, 1, 'and is set aside unsearched');
+
+  const seen = [put(0, 'k', 'a', 0, 1), append(1, 'k', 'b', 2, Infinity), get(2, 'k', 'ab', 5, 6), get(2, 'k', 'ab', 7, 8)];
+  const r2 = await checkKvHistory(seen, { threads: 1 });
+  t.equal(r2.result, 'ok', 'one that was seen took effect before the read that saw it');
+  t.equal(r2.unknownDropped, 0, 'it is searched');
+
+  const flicker = [put(0, 'k', 'a', 0, 1), append(1, 'k', 'b', 2, Infinity), get(2, 'k', 'ab', 5, 6), get(2, 'k', 'a', 7, 8)];
+  t.equal((await checkKvHistory(flicker, { threads: 1 })).result, 'illegal', 'a write seen and then unseen is still caught');
+
+  // Thousands of abandoned writes nobody read do not slow the check down.
+  const many: KvOperation[] = [put(0, 'k', 'base', 0, 1)];
+  for (let i = 0; i < 5000; i++) many.push(append(1 + (i % 50), 'k', `lost${i};`, 2 + i, Infinity));
+  many.push(get(99, 'k', 'base', 6000, 6001));
+  const r3 = await checkKvHistory(many, { threads: 1, timeoutMs: 1000 });
+  t.equal(r3.result, 'ok', `5000 unknown outcomes decided in ${r3.ms.toFixed(0)} ms`);
+  t.equal(r3.unknownDropped, 5000);
+
+  await t.rejects(checkKvHistory([get(0, 'k', '', Infinity, Infinity)]), /call must be a finite number/);
+});
+
+t.test('memory is bounded: a search past its budget answers unknown; a thread out of heap does too', async (t) => {
+  const hard = hardHistory(40);
+  const r = await checkKvHistory(hard, { threads: 1, timeoutMs: 60_000, memoBytes: 4 << 20 });
+  t.equal(r.result, 'unknown', `unknown after ${r.ms.toFixed(0)} ms`);
+  t.equal(r.memoryLimited, 1, 'because of the memo budget, not the clock');
+  t.ok(r.ms < 30_000, 'well before the time limit');
+
+  // No memo budget, a small heap: the pool thread dies of heap exhaustion,
+  // the check answers unknown and the checker keeps working.
+  const checker = new (await import('../../lib/check/index.js')).LinearizabilityChecker({ threads: 1, workerHeapMb: 32 });
+  try {
+    const r2 = await checker.checkKv(hard, { timeoutMs: 60_000, memoBytes: Number.MAX_SAFE_INTEGER });
+    t.equal(r2.result, 'unknown', `unknown after ${r2.ms.toFixed(0)} ms: the thread ran out of heap`);
+    t.equal(r2.memoryLimited, 1);
+    const after = await checker.checkKv([put(0, 'k', 'a', 0, 1), get(1, 'k', 'a', 2, 3)]);
+    t.equal(after.result, 'ok', 'the next check runs on a fresh thread');
+  } finally {
+    await checker.close();
+  }
 });
