@@ -65,6 +65,20 @@ export interface KvState {
 const PUT = -1;
 
 /**
+ * Model.growth for a register (either model; `lengthOf` reads its state's
+ * length): Puts reset it, Gets observe it, and an Append still fits a read
+ * when the read holds the appended string at the register's current length.
+ */
+function registerGrowth<S>(lengthOf: (state: S) => number): NonNullable<Model<S, KvInput, KvOutput>['growth']> {
+  return {
+    isReset: (input) => input.op === KvOp.Put,
+    isObserver: (input) => input.op === KvOp.Get,
+    size: (output) => output.value.length,
+    fits: (before, input, output) => input.op !== KvOp.Append || output.value.startsWith(input.value, lengthOf(before)),
+  };
+}
+
+/**
  * Every key is an independent register that starts as "": a history is
  * linearizable if and only if each key's sub-history is.
  */
@@ -84,12 +98,7 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
     }
   },
   key: (state) => state.id,
-  growth: {
-    isReset: (input) => input.op === KvOp.Put,
-    isObserver: (input) => input.op === KvOp.Get,
-    size: (output) => output.value.length,
-    fits: (before, input, output) => input.op !== KvOp.Append || output.value.startsWith(input.value, before.value.length),
-  },
+  growth: registerGrowth((state) => state.value.length),
   partition(history) {
     const byKey = new Map<string, KvOperation[]>();
     for (const op of history) {
@@ -239,12 +248,7 @@ export const kvHashedModel: Model<KvHashedState, KvInput, KvOutput> = {
     }
   },
   key: (state) => state.id,
-  growth: {
-    isReset: (input) => input.op === KvOp.Put,
-    isObserver: (input) => input.op === KvOp.Get,
-    size: (output) => output.value.length,
-    fits: (before, input, output) => input.op !== KvOp.Append || output.value.startsWith(input.value, before.len),
-  },
+  growth: registerGrowth((state) => state.len),
 };
 
 /** Does applying `ops` in this order, one at a time, give each its recorded output under `model`? */

@@ -150,8 +150,9 @@ export function searchLinearization<S, I, O>(
   // Growth pruning (see Model.growth): the observers (reads) that returned,
   // smallest output first; `due` is the first not yet linearized, the
   // tightest bound on what the state may grow into (every unlinearized
-  // observer is one, and the smallest is the one a wrong step overshoots first). `resetsLeft` counts the unlinearized
-  // operations that could shrink the state; while any is left, no pruning.
+  // observer is one, and the smallest is the one a wrong step overshoots
+  // first). `resetsLeft` counts the unlinearized operations that could
+  // shrink the state; while any is left, no pruning.
   const linearized = new Uint8Array(n);
   const observers: number[] = [];
   let resetsLeft = 0;
