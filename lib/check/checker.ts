@@ -111,7 +111,7 @@ export class LinearizabilityChecker {
     }
 
     const pool = (this.pool ??= new Piscina({
-      filename: new URL('../../workers/check.js', import.meta.url).href,
+      filename: new URL('../../workers/check-pool.cjs', import.meta.url).href,
       maxThreads: this.threads,
       minThreads: Math.min(this.threads, 1),
       idleTimeout: 5000,
