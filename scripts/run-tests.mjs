@@ -24,7 +24,7 @@ function find(dir) {
 }
 
 // Unit tests first, then the lab suites in lab order.
-const order = (p) => (p.includes('/raft/') ? 1 : p.includes('/kv/') ? 2 : 0);
+const order = (p) => (p.includes('/raft/') ? 1 : p.includes('/kv/') ? 2 : p.includes('/shard/') ? 3 : 0);
 const filters = process.argv.slice(2);
 const files = find(distTest)
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))

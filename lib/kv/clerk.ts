@@ -1,10 +1,9 @@
 import { randomInt } from 'node:crypto';
 import { LinkEnds, type CallResult, type GroupHandle } from '../api/client.js';
 import { RequestKind, readFlags } from '../api/client-protocol.js';
-import { BusyBackoff } from '../api/busy-backoff.js';
-import { GroupClosedError } from '../api/errors.js';
 import { decodeValue, encodeValue } from '../api/state-machine.js';
 import { Status } from '../node/outcome.js';
+import { CallerClosedError, LeaderCalls } from './leader-calls.js';
 import { fromReply, wireOf } from './protocol.js';
 import { refusal, type KvCommand, type KvErr, type KvResult } from './state-machine.js';
 
@@ -45,13 +44,7 @@ export function plainEnds(handle: GroupHandle): KvEnds {
   };
 }
 
-/** How long a server may take with one request before the Clerk tries the next. */
-const REQUEST_TIMEOUT_MS = 1000;
 const GET_FLAGS = readFlags('linearizable', false);
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 /**
  * A client of the key/value service. One operation at a time per clerk
@@ -66,13 +59,12 @@ function sleep(ms: number): Promise<void> {
 export class Clerk {
   readonly clientId = randomInt(2 ** 48 - 1);
   private seq = 0;
-  private leader = 0;
   private busy = false;
-  private closed = false;
-  /** Abandons the call in flight, so that close() rejects it at once. */
-  private cancel: (() => void) | undefined;
+  private readonly calls: LeaderCalls;
 
-  constructor(private readonly ends: KvEnds) {}
+  constructor(ends: KvEnds) {
+    this.calls = new LeaderCalls(ends, 'the Clerk');
+  }
 
   /** A Clerk on a group handle (RaftGroup.handle(), posted to any thread). */
   static connect(handle: GroupHandle): Clerk {
@@ -94,15 +86,12 @@ export class Clerk {
 
   /** Stop: pending and later calls reject. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.cancel?.();
-    this.ends.release();
+    this.calls.close();
   }
 
   private async run(op: KvCommand['op'], key: string, value: string | undefined): Promise<KvResult> {
     if (this.busy) throw new Error('a Clerk runs one operation at a time; use one Clerk per concurrent client');
-    if (this.closed) throw new Error('the Clerk is closed');
+    if (this.calls.isClosed) throw new CallerClosedError('the Clerk');
     this.busy = true;
     try {
       const refused = refusal(op, key, value, this.clientId, this.seq + 1);
@@ -110,36 +99,14 @@ export class Clerk {
       this.seq++;
       const isGet = op === 'get';
       const payload = encodeValue(isGet ? key : wireOf(op, key, value, this.clientId, this.seq));
-      const kind = isGet ? RequestKind.Read : RequestKind.Propose;
-      const flags = isGet ? GET_FLAGS : 0;
-      const backoff = new BusyBackoff();
-      for (let tried = 0; ; tried++) {
-        if (this.closed) throw new Error('the Clerk is closed');
-        if (this.ends.closed()) throw new GroupClosedError(`kv ${op}`);
-        const r = await this.ends.call(this.leader, kind, flags, REQUEST_TIMEOUT_MS, payload, (cancel) => (this.cancel = cancel));
-        this.cancel = undefined;
-        if (this.closed) throw new Error('the Clerk is closed');
-        if (typeof r === 'object') {
-          if (r.status === Status.Ok) {
-            const res = r.payload ? fromReply(decodeValue(r.payload)) : undefined;
-            if (res && (res.err === 'OK' || res.err === 'ErrNoKey')) return res;
-            if (res) throw new KvRequestError(res.err, res.detail ?? '');
-            throw new KvRequestError('ErrBadRequest', 'the service answered something that is not a key/value reply');
-          }
-          if (r.status === Status.Busy) {
-            // The leader is at its flow-control bound: nothing was done. Wait, then ask it again.
-            await sleep(backoff.next());
-            tried--;
-            continue;
-          }
-          if (r.status === Status.Rejected) throw new KvRequestError('ErrBadRequest', r.message ?? 'refused');
-          if (r.status === Status.ApplyError) throw new KvRequestError('ErrBadRequest', r.message ?? 'the service failed');
-        }
-        // Not the leader, no answer in time, or the server went away: try the next one.
-        this.leader = (this.leader + 1) % this.ends.size;
-        // A whole round without a leader: give an election a moment.
-        if ((tried + 1) % this.ends.size === 0) await sleep(10);
+      const r = (await this.calls.call(isGet ? RequestKind.Read : RequestKind.Propose, isGet ? GET_FLAGS : 0, payload))!;
+      if (r.status === Status.Ok) {
+        const res = r.payload ? fromReply(decodeValue(r.payload)) : undefined;
+        if (res && (res.err === 'OK' || res.err === 'ErrNoKey')) return res;
+        if (res) throw new KvRequestError(res.err, res.detail ?? '');
+        throw new KvRequestError('ErrBadRequest', 'the service answered something that is not a key/value reply');
       }
+      throw new KvRequestError('ErrBadRequest', r.message ?? (r.status === Status.Rejected ? 'refused' : 'the service failed'));
     } finally {
       this.busy = false;
     }

@@ -11,6 +11,7 @@ export {
   type KvResult,
 } from './state-machine.js';
 export { Clerk, KvRequestError, plainEnds, type KvEnds } from './clerk.js';
+export { CallerClosedError } from './leader-calls.js';
 export { commandToWire, wireToCommand, wireOf, toReply, fromReply, type KvReply } from './protocol.js';
 
 /** The key/value service as a group's state machine: `RaftGroup.open({ peers: 3, stateMachine: kvStateMachine })`. */

@@ -1,6 +1,7 @@
 import type { StateMachineFactory } from '../api/state-machine.js';
 import { createStateMachine as keyValue } from '../kv/service.js';
 import { createStateMachine as applyStream } from '../testing/apply-stream.js';
+import { createStateMachine as shardController } from '../shard/controller.js';
 
 /**
  * The state machines the project ships, compiled into the peer worker's
@@ -13,5 +14,6 @@ export function bundledStateMachines(workerUrl: string): Map<string, StateMachin
   return new Map<string, StateMachineFactory>([
     [new URL('../lib/kv/service.js', workerUrl).href, keyValue as StateMachineFactory],
     [new URL('../lib/testing/apply-stream.js', workerUrl).href, applyStream as unknown as StateMachineFactory],
+    [new URL('../lib/shard/controller.js', workerUrl).href, shardController as StateMachineFactory],
   ]);
 }

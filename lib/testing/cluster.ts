@@ -49,6 +49,12 @@ export interface ClusterOptions {
    */
   kv?: { maxRaftState?: number };
   /**
+   * Run another service in every peer: a state machine module (as for
+   * RaftGroup) whose clients go through openClient like the key/value
+   * service's. maxRaftState as for kv. Not together with kv.
+   */
+  service?: { module: string; maxRaftState?: number };
+  /**
    * Called when a peer's worker dies of an uncaught error (default: print
    * it). Tests pass a handler that fails the test: a peer must never crash.
    */
@@ -97,6 +103,8 @@ export class Cluster {
   readonly faults: FaultState;
   readonly dataDir: string | undefined;
   readonly kv: { maxRaftState: number } | undefined;
+  /** The service every peer runs (the key/value one for kv), with its snapshot bound; none: the apply stream. */
+  readonly service: { module: string; maxRaftState: number } | undefined;
   private readonly sup: PeerSupervisor;
   private readonly applyPorts: (MessagePort | undefined)[];
   private readonly clients = new Map<number, { flags: Int32Array; close(): void }>();
@@ -129,11 +137,22 @@ export class Cluster {
     const fsync = flag('fsync', true);
     if (opts.onPeerError !== undefined && typeof opts.onPeerError !== 'function') throw new OptionError('onPeerError', 'must be a function');
     const onPeerError = opts.onPeerError ?? ((peer, inc, err) => console.error(`peer ${peer} (incarnation ${inc}) failed:`, err));
+    const maxRaftState = (option: string, v: unknown): number => {
+      const m = v ?? -1;
+      if (!Number.isSafeInteger(m) || ((m as number) < 1 && m !== -1)) throw new OptionError(option, `must be -1 (never snapshot) or a positive integer, got ${String(m)}`);
+      return m as number;
+    };
+    if (opts.kv !== undefined && opts.service !== undefined) throw new OptionError('service', 'give kv or service, not both');
     if (opts.kv !== undefined) {
       if (typeof opts.kv !== 'object' || opts.kv === null) throw new OptionError('kv', 'must be an object like { maxRaftState: -1 }');
-      const m = opts.kv.maxRaftState ?? -1;
-      if (!Number.isSafeInteger(m) || (m < 1 && m !== -1)) throw new OptionError('kv.maxRaftState', `must be -1 (never snapshot) or a positive integer, got ${String(m)}`);
-      this.kv = { maxRaftState: m };
+      this.kv = { maxRaftState: maxRaftState('kv.maxRaftState', opts.kv.maxRaftState) };
+      this.service = { module: kvModule, maxRaftState: this.kv.maxRaftState };
+    } else if (opts.service !== undefined) {
+      const sv = opts.service;
+      if (typeof sv !== 'object' || sv === null || typeof sv.module !== 'string' || sv.module === '') {
+        throw new OptionError('service', 'must be an object like { module: url, maxRaftState: -1 }');
+      }
+      this.service = { module: sv.module, maxRaftState: maxRaftState('service.maxRaftState', sv.maxRaftState) };
     }
     this.faults = new FaultState(this.n);
     this.applyPorts = new Array(this.n).fill(undefined);
@@ -146,7 +165,7 @@ export class Cluster {
         preVote,
         refuseWithoutQuorum,
         leaseReads,
-        snapshotThreshold: this.kv?.maxRaftState ?? -1,
+        snapshotThreshold: this.service?.maxRaftState ?? -1,
         // The lab's maxraftstate is a bound on the Raft state, whatever the snapshot's size.
         snapshotRatio: 0,
         maxCommandBytes: 4 << 20,
@@ -154,7 +173,7 @@ export class Cluster {
       },
       dataDir: this.dataDir,
       fsync,
-      stateMachine: { module: this.kv ? kvModule : applyStreamModule },
+      stateMachine: { module: this.service?.module ?? applyStreamModule },
       faults: this.faults.sab,
       onPeerError,
       afterStart: (i, inc) => {
@@ -169,14 +188,14 @@ export class Cluster {
   }
 
   /**
-   * Register a key/value client and return its link: hand it to
+   * Register a client of the service (key/value or other) and return its link: hand it to
    * `new Clerk(labEnds(link))` here, or post it to another worker (transfer
    * `link.control`). Its ends to `servers` (default all) start enabled;
    * `order` is the order in which the Clerk lists the servers.
    */
   openClient(opts: { servers?: number[]; order?: number[] } = {}): { id: number; link: LabClientLink } {
     if (this.sup.isClosed) throw new GroupClosedError('openClient');
-    if (!this.kv) throw new OptionError('kv', 'openClient: this cluster runs no key/value service (set the kv option)');
+    if (!this.service) throw new OptionError('kv', 'openClient: this cluster runs no service (set the kv or service option)');
     const ends = new SharedArrayBuffer(4 * this.n);
     const flags = new Int32Array(ends);
     const opened = this.sup.openLink(opts.order);
@@ -245,7 +264,7 @@ export class Cluster {
   async start(i: number, onApply?: ApplyListener): Promise<void> {
     this.sup.checkPeer('start', i);
     await this.crash(i);
-    if (this.kv) {
+    if (this.service) {
       await this.sup.start(i);
       return;
     }

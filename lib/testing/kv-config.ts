@@ -1,23 +1,13 @@
-import { randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { KvOp, type KvOperation } from '../check/kv-model.js';
-import { Cluster, type ClusterOptions } from './cluster.js';
 import { labEnds } from './lab-ends.js';
 import { Clerk } from '../kv/clerk.js';
-import { LabFailure, TEST_LIMIT_MS, sleep } from './config.js';
-import { randInt, seededRng, type Rng } from '../raft/prng.js';
+import { ServiceGroup, type ServiceGroupOptions } from './service-group.js';
 
 /** The KV tester's election deadline, also its "let things settle" delay. */
 export const electionTimeout = 1000;
 export const linearizabilityCheckTimeout = 1000;
 
-export interface KvConfigOptions {
-  log?: (line: string) => void;
-  seed?: number;
-  timing?: Omit<ClusterOptions, 'peers' | 'dataDir' | 'kv'>;
-}
+export type KvConfigOptions = ServiceGroupOptions;
 
 /** A clerk made by the harness, with the client registration behind it. */
 export interface KvClient {
@@ -40,157 +30,32 @@ export class OpLog {
 export const nowNs = () => Number(process.hrtime.bigint());
 
 /**
- * The key/value lab's harness: n servers running the KV service on SQLite,
- * the fault-injecting network (clerks' ends are separate from server links,
- * so partitions never cut clients off), clerk bookkeeping, size probes and
- * the Passed line. Fatal checks throw LabFailure with the original text.
+ * The key/value lab's harness: n servers running the KV service on SQLite
+ * (the shared harness, ServiceGroup), clerk bookkeeping, recorded
+ * operations, the partition the tests make and the Passed line.
  */
-export class KvConfig {
-  readonly n: number;
-  readonly cluster: Cluster;
-  readonly seed: number;
-  readonly rng: Rng;
-  readonly maxraftstate: number;
-  readonly log: (line: string) => void;
-  private readonly dataDir: string;
-  private readonly created = Date.now();
+export class KvConfig extends ServiceGroup {
   private t0 = Date.now();
   private rpcs0 = 0;
   private ops = 0;
   private readonly clients = new Set<KvClient>();
-  private failure: Error | undefined;
-  private rejectFailed!: (e: Error) => void;
-  private readonly failed: Promise<never>;
-  finished = false;
 
   private constructor(n: number, unreliable: boolean, maxraftstate: number, opts: KvConfigOptions) {
-    this.n = n;
-    this.maxraftstate = maxraftstate;
-    this.log = opts.log ?? ((s) => console.log(s));
-    this.seed = opts.seed ?? randomInt(2 ** 31);
-    this.rng = seededRng(this.seed);
-    this.dataDir = mkdtempSync(join(tmpdir(), 'actor-raft-kv-'));
-    this.cluster = new Cluster({
-      peers: n,
-      ...opts.timing,
-      dataDir: this.dataDir,
-      kv: { maxRaftState: maxraftstate },
-      onPeerError: (peer, inc, err) => this.fail(`server ${peer} (incarnation ${inc}) died: ${err.stack ?? String(err)}`),
-    });
-    this.cluster.faults.reliable = !unreliable;
-    this.failed = new Promise<never>((_, reject) => {
-      this.rejectFailed = reject;
-    });
-    this.failed.catch(() => {});
+    super(n, unreliable, { maxRaftState: maxraftstate }, opts);
   }
 
   /** make_config: start every server and connect everything. */
   static async make(n: number, unreliable: boolean, maxraftstate: number, opts: KvConfigOptions = {}): Promise<KvConfig> {
     const cfg = new KvConfig(n, unreliable, maxraftstate, opts);
-    try {
-      for (let i = 0; i < n; i++) await cfg.startServer(i);
-      cfg.connectAll();
-    } catch (e) {
-      await cfg.cleanup();
-      throw e;
-    }
+    await cfg.startAll();
     return cfg;
-  }
-
-  /** Run a test body, failing at once when a client task fails, and always clean up. */
-  async run(body: (cfg: this) => Promise<void>): Promise<void> {
-    const watchdog = setTimeout(() => this.fail('test took longer than 120 seconds'), TEST_LIMIT_MS);
-    try {
-      await Promise.race([body(this), this.failed]);
-    } finally {
-      clearTimeout(watchdog);
-      await this.cleanup();
-    }
-    if (this.failure) throw this.failure;
-  }
-
-  private fail(message: string): LabFailure {
-    const e = new LabFailure(message);
-    if (!this.failure) {
-      this.failure = e;
-      this.rejectFailed(e);
-    }
-    return e;
-  }
-
-  fatal(message: string): never {
-    throw this.fail(message);
-  }
-
-  /** Uniform integer in [lo, hi] from the test's seeded generator. */
-  randint(lo: number, hi: number): number {
-    return randInt(this.rng, lo, hi);
-  }
-
-  all(): number[] {
-    return Array.from({ length: this.n }, (_, i) => i);
-  }
-
-  // ---- servers and links ---------------------------------------------------
-
-  /** StartServer(i): a new worker on server i's file, with its server links disabled. */
-  async startServer(i: number): Promise<void> {
-    this.disconnect(i, this.all());
-    await this.cluster.start(i);
-  }
-
-  /** ShutdownServer(i): cut it off, remove it from the network, and kill its worker. */
-  async shutdownServer(i: number): Promise<void> {
-    this.disconnect(i, this.all());
-    await this.cluster.crash(i);
-  }
-
-  connect(i: number, to: number[]): void {
-    const f = this.cluster.faults;
-    for (const j of to) {
-      f.setEnabled(i, j, true);
-      f.setEnabled(j, i, true);
-    }
-  }
-
-  disconnect(i: number, from: number[]): void {
-    const f = this.cluster.faults;
-    for (const j of from) {
-      f.setEnabled(i, j, false);
-      f.setEnabled(j, i, false);
-    }
-  }
-
-  connectAll(): void {
-    for (let i = 0; i < this.n; i++) this.connect(i, this.all());
-  }
-
-  /** Servers in p1 reach each other and not p2, and the other way round; clerks are untouched. */
-  partition(p1: number[], p2: number[]): void {
-    for (const i of p1) {
-      this.disconnect(i, p2);
-      this.connect(i, p1);
-    }
-    for (const i of p2) {
-      this.disconnect(i, p1);
-      this.connect(i, p2);
-    }
-  }
-
-  setunreliable(unrel: boolean): void {
-    this.cluster.faults.reliable = !unrel;
   }
 
   // ---- clients ---------------------------------------------------------------
 
   /** A clerk with ends to every server, shuffled, and only those to `to` enabled. */
   makeClient(to: number[]): KvClient {
-    const order = this.all();
-    for (let k = order.length - 1; k > 0; k--) {
-      const j = Math.floor(this.rng() * (k + 1));
-      [order[k], order[j]] = [order[j]!, order[k]!];
-    }
-    const { id, link } = this.cluster.openClient({ servers: to, order });
+    const { id, link } = this.openLink(to);
     const ck: KvClient = { clerk: new Clerk(labEnds(link)), id };
     this.clients.add(ck);
     return ck;
@@ -198,8 +63,12 @@ export class KvConfig {
 
   deleteClient(ck: KvClient): void {
     ck.clerk.close();
-    this.cluster.closeClient(ck.id);
+    this.closeLink(ck.id);
     this.clients.delete(ck);
+  }
+
+  protected override releaseClients(): void {
+    for (const ck of [...this.clients]) this.deleteClient(ck);
   }
 
   connectClient(ck: KvClient, to: number[]): void {
@@ -208,16 +77,6 @@ export class KvConfig {
 
   disconnectClient(ck: KvClient, from: number[]): void {
     this.cluster.setClientEnds(ck.id, from, false);
-  }
-
-  /** The first server (by index) whose Raft peer claims to lead. */
-  async leader(): Promise<[boolean, number]> {
-    for (let i = 0; i < this.n; i++) {
-      if (!this.cluster.isRunning(i)) continue;
-      const s = await this.cluster.getState(i).catch(() => undefined);
-      if (s?.isLeader) return [true, i];
-    }
-    return [false, 0];
   }
 
   /** make_partition: n/2+1 non-leaders, then the rest with the leader last. */
@@ -269,21 +128,7 @@ export class KvConfig {
     if (v !== expected) this.fatal(`Get(${key}): expected:\n${expected}\nreceived:\n${v}`);
   }
 
-  // ---- probes, begin / end ------------------------------------------------------
-
-  /** LogSize(): the largest persisted Raft state over all servers (their files). */
-  logSize(): number {
-    let max = 0;
-    for (let i = 0; i < this.n; i++) max = Math.max(max, this.cluster.inspectStorage(i)?.raftStateSize ?? 0);
-    return max;
-  }
-
-  /** SnapshotSize(): the largest persisted snapshot over all servers. */
-  snapshotSize(): number {
-    let max = 0;
-    for (let i = 0; i < this.n; i++) max = Math.max(max, this.cluster.inspectStorage(i)?.snapshot?.data.length ?? 0);
-    return max;
-  }
+  // ---- begin / end ------------------------------------------------------------
 
   begin(description: string): void {
     this.log(`${description} ...`);
@@ -292,24 +137,11 @@ export class KvConfig {
     this.ops = 0;
   }
 
-  private checkTimeout(): void {
-    if (!this.failure && Date.now() - this.created > TEST_LIMIT_MS) this.fatal('test took longer than 120 seconds');
-  }
-
   end(): void {
     this.checkTimeout();
-    if (this.failure) throw this.failure;
+    if (this.failedWith) throw this.failedWith;
     const secs = (Date.now() - this.t0) / 1000;
     const rpcs = this.cluster.faults.totalCount() - this.rpcs0;
     this.log(`  ... Passed --  ${secs.toFixed(1).padStart(4)}  ${this.n} ${String(rpcs).padStart(5)} ${String(this.ops).padStart(5)}`);
   }
-
-  async cleanup(): Promise<void> {
-    this.finished = true;
-    for (const ck of [...this.clients]) this.deleteClient(ck);
-    await this.cluster.close();
-    rmSync(this.dataDir, { recursive: true, force: true });
-    this.checkTimeout();
-  }
 }
-
