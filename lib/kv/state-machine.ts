@@ -18,7 +18,8 @@ export interface KvCommand {
 }
 
 /** The lab's error values, plus two for refused input. */
-export type KvErr = 'OK' | 'ErrNoKey' | 'ErrWrongLeader' | 'ErrBadRequest' | 'ErrTooLarge';
+/** ErrWrongGroup: the sharded service's answer for a key whose shard this group does not serve. */
+export type KvErr = 'OK' | 'ErrNoKey' | 'ErrWrongLeader' | 'ErrBadRequest' | 'ErrTooLarge' | 'ErrWrongGroup';
 
 export interface KvResult {
   err: KvErr;
@@ -103,6 +104,9 @@ interface Session {
   result: KvResult;
 }
 
+/** One client's entry in the duplicate table: [clientId, seq, err, value, detail?]. */
+export type SessionRow = [number, number, KvErr, string, string?];
+
 /** The answer to every Put and Append that succeeds (shared; never changed). */
 const OK: KvResult = Object.freeze({ err: 'OK', value: '' });
 
@@ -163,15 +167,48 @@ export class KvStateMachine {
     return this.data.size;
   }
 
-  /** The table and the duplicate table, for Raft's snapshot. */
-  snapshot(): Uint8Array {
-    const sessions: [number, number, string, string, string?][] = [];
+  /** The duplicate table as rows: [clientId, seq, err, value, detail?]. */
+  sessionRows(): SessionRow[] {
+    const sessions: SessionRow[] = [];
     for (const [id, s] of this.sessions) {
-      const row: [number, number, string, string, string?] = [id, s.seq, s.result.err, s.result.value];
+      const row: SessionRow = [id, s.seq, s.result.err, s.result.value];
       if (s.result.detail !== undefined) row.push(s.result.detail);
       sessions.push(row);
     }
-    return packr.pack([SNAPSHOT_VERSION, [...this.data], sessions]);
+    return sessions;
+  }
+
+  /** The table as [key, value] rows. */
+  dataRows(): [string, string][] {
+    return [...this.data];
+  }
+
+  /**
+   * Take in a table and duplicate table from elsewhere (a shard arriving
+   * from another group): the rows are added, and each client's entry is
+   * the newer of the two, never simply replaced, so a command applied on
+   * either side is still recognised when its client retries it here.
+   */
+  merge(data: readonly [string, string][], sessions: readonly SessionRow[]): void {
+    for (const [k, v] of data) this.data.set(k, v);
+    for (const [id, seq, err, value, detail] of sessions) {
+      const mine = this.sessions.get(id);
+      if (mine && mine.seq >= seq) continue;
+      const result: KvResult = { err, value };
+      if (detail !== undefined) result.detail = detail;
+      this.sessions.set(id, { seq, result });
+    }
+  }
+
+  /** Forget everything (the table and the duplicate table). */
+  clear(): void {
+    this.data.clear();
+    this.sessions.clear();
+  }
+
+  /** The table and the duplicate table, for Raft's snapshot. */
+  snapshot(): Uint8Array {
+    return packr.pack([SNAPSHOT_VERSION, [...this.data], this.sessionRows()]);
   }
 
   /** Replace everything with a snapshot's contents. */
@@ -186,12 +223,7 @@ export class KvStateMachine {
       decoded = undefined;
     }
     if (!Array.isArray(decoded) || decoded[0] !== SNAPSHOT_VERSION) throw new Error('not a key/value snapshot of a known version');
-    const [, data, sessions] = decoded as [number, [string, string][], [number, number, KvErr, string, string?][]];
-    for (const [k, v] of data) this.data.set(k, v);
-    for (const [id, seq, err, value, detail] of sessions) {
-      const result: KvResult = { err, value };
-      if (detail !== undefined) result.detail = detail;
-      this.sessions.set(id, { seq, result });
-    }
+    const [, data, sessions] = decoded as [number, [string, string][], SessionRow[]];
+    this.merge(data, sessions);
   }
 }

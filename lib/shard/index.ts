@@ -6,3 +6,5 @@ export { parseCtrlerCommand, CtrlerRefusal, type CtrlerErr, type CtrlerOp, type 
 
 /** The shard controller as a group's state machine: `RaftGroup.open({ peers: 3, stateMachine: shardControllerStateMachine })`. */
 export const shardControllerStateMachine = { module: new URL('./controller.js', import.meta.url).href } as const;
+export { ShardKvState, ShardStatus, statusName, type ShardData, type StepReply } from './shardkv-state.js';
+export type { ShardKvStep, GroupStateWire } from './shardkv-service.js';
