@@ -8,3 +8,6 @@ export { parseCtrlerCommand, CtrlerRefusal, type CtrlerErr, type CtrlerOp, type 
 export const shardControllerStateMachine = { module: new URL('./controller.js', import.meta.url).href } as const;
 export { ShardKvState, ShardStatus, statusName, type ShardData, type StepReply } from './shardkv-state.js';
 export type { ShardKvStep, GroupStateWire } from './shardkv-service.js';
+export { ShardClerk } from './shard-clerk.js';
+export { GroupCoordinator, POLL_MS } from './coordinator.js';
+export type { ShardKvOptions } from './shardkv-service.js';

@@ -3,6 +3,27 @@ import { toReply, wireToCommand } from '../kv/protocol.js';
 import { MAX_KEY_BYTES, isCommand, isWellFormedString, type SessionRow } from '../kv/state-machine.js';
 import { NSHARDS, configFromWire, configToWire } from './config.js';
 import { ShardKvState, type ShardData, type StepReply } from './shardkv-state.js';
+import { GroupCoordinator } from './coordinator.js';
+import { plainEnds, type KvEnds } from '../kv/clerk.js';
+import type { ClientLink } from '../api/client.js';
+import { labEnds, type LabClientLink } from '../testing/lab-ends.js';
+
+/**
+ * The factory's options. `gid` alone: the state machine, driven by nothing
+ * (the unit tests drive it). With the links: this peer also runs its
+ * group's coordinator, reaching the controller and the other groups
+ * through them ('lab' links obey the lab's fault-injecting network).
+ */
+export interface ShardKvOptions {
+  gid: number;
+  me?: number;
+  links?: {
+    kind: 'plain' | 'lab';
+    own: ClientLink;
+    controller: ClientLink;
+    groups: [number, ClientLink][];
+  };
+}
 
 /**
  * The sharded key/value service's log entries and reads, as msgpack values:
@@ -55,8 +76,20 @@ function step(state: ShardKvState, raw: unknown[]): StepReply {
  * rules, shardkv-coordinator for what drives the reconfiguration steps.
  */
 export function createStateMachine(options: unknown): StateMachine {
-  const gid = (options as { gid?: unknown } | null)?.gid;
-  const state = new ShardKvState(gid as number);
+  const o = (options ?? {}) as Partial<ShardKvOptions>;
+  const state = new ShardKvState(o.gid as number);
+  let coordinator: GroupCoordinator | undefined;
+  if (o.links) {
+    const l = o.links;
+    const ends = (link: ClientLink): KvEnds => (l.kind === 'lab' ? labEnds(link as LabClientLink) : plainEnds(link));
+    if (!Number.isSafeInteger(o.me)) throw new RangeError('a coordinated shard group member needs its position `me`');
+    coordinator = new GroupCoordinator({
+      own: ends(l.own),
+      me: o.me!,
+      controller: ends(l.controller),
+      groups: new Map(l.groups.map(([g, link]) => [g, ends(link)])),
+    });
+  }
   return {
     apply(raw: unknown) {
       if (Array.isArray(raw) && typeof raw[0] === 'string') return step(state, raw);
@@ -84,6 +117,7 @@ export function createStateMachine(options: unknown): StateMachine {
     },
     snapshot: () => state.snapshot(),
     restore: (data: Uint8Array) => state.restore(data),
+    close: () => coordinator?.close(),
   };
 }
 

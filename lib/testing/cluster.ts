@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, type Transferable } from 'node:worker_threads';
 import { SqliteStorage } from '../../storage/sqlite.js';
 import { GroupClosedError, OptionError } from '../api/errors.js';
 import { PeerSupervisor } from '../api/supervisor.js';
@@ -284,6 +284,18 @@ export class Cluster {
       this.closeApply(i);
       throw e;
     }
+  }
+
+  /**
+   * Spawn a fresh worker for peer i of a service cluster, handing its state
+   * machine's factory `options` (plain data, and the MessagePorts listed in
+   * `transfer`, such as client links to other groups).
+   */
+  async startService(i: number, options: unknown, transfer: Transferable[] = []): Promise<void> {
+    this.sup.checkPeer('startService', i);
+    if (!this.service) throw new OptionError('service', 'startService: this cluster runs no service (set the service option)');
+    await this.crash(i);
+    await this.sup.start(i, { stateMachineOptions: options, transfer });
   }
 
   private closeApply(i: number): void {

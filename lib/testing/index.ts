@@ -7,3 +7,4 @@ export type { PeerState, PeerStatus, StartResult } from '../node/boot.js';
 export type { PeerTiming } from '../node/host.js';
 export { ServiceGroup, type ServiceGroupOptions } from './service-group.js';
 export { CtrlerConfig, type CtrlerClient } from './ctrler-config.js';
+export { ShardKvConfig, type ShardKvConfigOptions } from './shardkv-config.js';
