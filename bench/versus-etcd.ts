@@ -17,10 +17,9 @@
  * as kv.ts uses; a tmpfs /tmp would make fsync free); etcd's logs go to a
  * temporary directory, shown on failure and deleted after a clean run.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
@@ -28,6 +27,7 @@ import { RaftGroup } from '../lib/index.js';
 import { Clerk, kvStateMachine } from '../lib/kv/index.js';
 import { EtcdCluster, clockTicks, etcdVersion, findOnPath, tail } from './etcd-cluster.js';
 import { closedLoop, round3, summarize, type LoopOptions, type LoopResult, type Summary } from './workload.js';
+import { commit, machineInfo } from './run-info.js';
 
 const PEERS = 3;
 const VALUE = 'v'.repeat(100);
@@ -281,22 +281,8 @@ function tableLine(r: RowResult): string {
   return `| ${r.spec.clients} | ${r.spec.keysPerClient} | ${fmt(e?.putsPerSecond, 0)} | ${fmt(o?.putsPerSecond, 0)} | ${ratio(o?.putsPerSecond, e?.putsPerSecond)} | ${fmt(e?.p50ms, 2)} | ${fmt(o?.p50ms, 2)} | ${ratio(o?.p50ms, e?.p50ms)} | ${fmt(e?.p99ms, 2)} | ${fmt(o?.p99ms, 2)} | ${ratio(o?.p99ms, e?.p99ms)} | ${fmt(e?.cpuUsPerPut, 1)} | ${fmt(o?.cpuUsPerPut, 1)} |`;
 }
 
-function commit(): string | undefined {
-  try {
-    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty ? `${sha} (modified)` : sha;
-  } catch {
-    return undefined;
-  }
-}
-
 const machine = {
-  cpus: cpus().length,
-  cpu: cpus()[0]?.model,
-  memGiB: Math.round(totalmem() / 2 ** 30),
-  kernel: release(),
-  node: process.version,
+  ...machineInfo(),
   etcd: ETCD_VERSION ?? null,
   clockTicks: runEtcd ? CLK_TCK : null,
 };

@@ -1,4 +1,5 @@
 import { Packr, Unpackr } from 'msgpackr';
+import { Sessions } from './sessions.js';
 
 /** Limits on what one request may carry and a key may hold (UTF-8 bytes). */
 export const MAX_KEY_BYTES = 1024;
@@ -99,11 +100,6 @@ export function isCommand(x: KvCommand | KvResult): x is KvCommand {
   return 'op' in x;
 }
 
-interface Session {
-  seq: number;
-  result: KvResult;
-}
-
 /** One client's entry in the duplicate table: [clientId, seq, err, value, detail?]. */
 export type SessionRow = [number, number, KvErr, string, string?];
 
@@ -124,17 +120,13 @@ const SNAPSHOT_VERSION = 1;
  */
 export class KvStateMachine {
   private readonly data = new Map<string, string>();
-  private readonly sessions = new Map<number, Session>();
+  private readonly sessions = new Sessions<KvResult>();
 
   apply(cmd: KvCommand): KvResult {
-    const s = this.sessions.get(cmd.clientId);
-    if (s && cmd.seq <= s.seq) return cmd.seq === s.seq ? s.result : { err: 'OK', value: '' };
+    const seen = this.sessions.seen(cmd.clientId, cmd.seq, OK);
+    if (seen) return seen;
     const result = this.execute(cmd);
-    // Updated in place: one object per client, not one per command.
-    if (s) {
-      s.seq = cmd.seq;
-      s.result = result;
-    } else this.sessions.set(cmd.clientId, { seq: cmd.seq, result });
+    this.sessions.record(cmd.clientId, cmd.seq, result);
     return result;
   }
 
@@ -170,7 +162,7 @@ export class KvStateMachine {
   /** The duplicate table as rows: [clientId, seq, err, value, detail?]. */
   sessionRows(): SessionRow[] {
     const sessions: SessionRow[] = [];
-    for (const [id, s] of this.sessions) {
+    for (const [id, s] of this.sessions.entries()) {
       const row: SessionRow = [id, s.seq, s.result.err, s.result.value];
       if (s.result.detail !== undefined) row.push(s.result.detail);
       sessions.push(row);
@@ -192,11 +184,9 @@ export class KvStateMachine {
   merge(data: readonly [string, string][], sessions: readonly SessionRow[]): void {
     for (const [k, v] of data) this.data.set(k, v);
     for (const [id, seq, err, value, detail] of sessions) {
-      const mine = this.sessions.get(id);
-      if (mine && mine.seq >= seq) continue;
       const result: KvResult = { err, value };
       if (detail !== undefined) result.detail = detail;
-      this.sessions.set(id, { seq, result });
+      this.sessions.mergeEntry(id, seq, result);
     }
   }
 

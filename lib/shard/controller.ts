@@ -3,16 +3,12 @@ import type { StateMachine } from '../api/state-machine.js';
 import { configFromWire, configToWire, emptyConfig, type ConfigWire, type ShardConfig } from './config.js';
 import { CtrlerRefusal, parseCtrlerCommand, type CtrlerCommand, type CtrlerReply } from './controller-protocol.js';
 import { rebalance } from './rebalance.js';
+import { Sessions } from '../kv/sessions.js';
 
 const OK: CtrlerReply = Object.freeze(['OK']) as unknown as CtrlerReply;
 const SNAPSHOT_VERSION = 1;
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
-
-interface Session {
-  seq: number;
-  result: CtrlerReply;
-}
 
 /**
  * The shard controller's replicated state: every configuration ever made
@@ -24,20 +20,17 @@ interface Session {
  */
 export class ControllerState {
   private readonly configs: ShardConfig[] = [emptyConfig()];
-  private readonly sessions = new Map<number, Session>();
+  private readonly sessions = new Sessions<CtrlerReply>();
 
   get latest(): ShardConfig {
     return this.configs[this.configs.length - 1]!;
   }
 
   apply(cmd: CtrlerCommand): CtrlerReply {
-    const s = this.sessions.get(cmd.clientId);
-    if (s && cmd.seq <= s.seq) return cmd.seq === s.seq ? s.result : OK;
+    const seen = this.sessions.seen(cmd.clientId, cmd.seq, OK);
+    if (seen) return seen;
     const result = this.execute(cmd);
-    if (s) {
-      s.seq = cmd.seq;
-      s.result = result;
-    } else this.sessions.set(cmd.clientId, { seq: cmd.seq, result });
+    this.sessions.record(cmd.clientId, cmd.seq, result);
     return result;
   }
 
@@ -77,7 +70,7 @@ export class ControllerState {
 
   snapshot(): Uint8Array {
     const sessions: [number, number, CtrlerReply][] = [];
-    for (const [id, s] of this.sessions) sessions.push([id, s.seq, s.result]);
+    for (const [id, s] of this.sessions.entries()) sessions.push([id, s.seq, s.result]);
     return packr.pack([SNAPSHOT_VERSION, this.configs.map(configToWire), sessions]);
   }
 
@@ -109,7 +102,7 @@ export class ControllerState {
       this.configs.push(c);
     }
     if (this.configs.length === 0) this.configs.push(emptyConfig());
-    for (const [id, seq, result] of sessions) this.sessions.set(id, { seq, result });
+    for (const [id, seq, result] of sessions) this.sessions.record(id, seq, result);
   }
 }
 

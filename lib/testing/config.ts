@@ -6,6 +6,7 @@ import { Cluster, type Applied, type AppliedSnapshot, type ClusterOptions } from
 import { decodeValue, encodeValue } from '../transport/codec.js';
 import { PeerNotRunningError } from '../api/errors.js';
 import { randInt, seededRng, type Rng } from '../raft/prng.js';
+import { LabRun } from './lab-run.js';
 
 /** The tester's assumed election deadline. */
 export const RaftElectionTimeout = 1000;
@@ -60,7 +61,7 @@ function show(v: unknown): string {
  * network, a record of what every server applied, and the checks the lab
  * tests are written in. Every fatal check throws LabFailure with the
  * original message; apply errors, which arrive outside the test's own await
- * chain, reject `failed` so `run()` fails the test at once.
+ * chain, fail the test through LabRun, so `run()` returns at once.
  */
 export class Config {
   readonly n: number;
@@ -78,9 +79,7 @@ export class Config {
   private rpcs0 = 0;
   private bytes0 = 0;
   finished = false;
-  private failure: Error | undefined;
-  private rejectFailed!: (e: Error) => void;
-  private readonly failed: Promise<never>;
+  private readonly lab = new LabRun();
   readonly log: (line: string) => void;
   figures: PassedFigures | undefined;
   private readonly ownDataDir: string | undefined;
@@ -108,10 +107,6 @@ export class Config {
     this.applyErr = new Array(n).fill('');
     this.generation = new Array(n).fill(0);
     this.snapshotMode = snapshot;
-    this.failed = new Promise<never>((_, reject) => {
-      this.rejectFailed = reject;
-    });
-    this.failed.catch(() => {});
   }
 
   /** make_config: n servers, all started and connected. */
@@ -134,23 +129,11 @@ export class Config {
 
   /** Run a test body against this config, failing at once on an apply error, and always clean up. */
   async run(body: (cfg: this) => Promise<void>): Promise<void> {
-    const watchdog = setTimeout(() => this.fail('test took longer than 120 seconds'), TEST_LIMIT_MS);
-    try {
-      await Promise.race([body(this), this.failed]);
-    } finally {
-      clearTimeout(watchdog);
-      await this.cleanup();
-    }
-    if (this.failure) throw this.failure;
+    await this.lab.run(() => body(this), () => this.cleanup());
   }
 
   private fail(message: string): LabFailure {
-    const e = new LabFailure(message);
-    if (!this.failure) {
-      this.failure = e;
-      this.rejectFailed(e);
-    }
-    return e;
+    return this.lab.fail(message);
   }
 
   /** Fail the test with the original suite's message. */
@@ -188,7 +171,7 @@ export class Config {
 
   private plainApplier = (i: number, entries: Applied[]): void => {
     for (const { index, command } of entries) {
-      if (this.failure) return;
+      if (this.lab.failedWith) return;
       let [err, prevOk] = this.checkLogs(i, index, command);
       if (index > 1 && !prevOk) err = `server ${i} apply out of order ${index}`;
       if (err) {
@@ -242,7 +225,7 @@ export class Config {
       }
     }
     for (const { index, command } of entries) {
-      if (this.failure) return;
+      if (this.lab.failedWith) return;
       let err = '';
       if (index !== this.lastApplied[i]! + 1) {
         err = `server ${i} apply out of order, expected index ${this.lastApplied[i]! + 1}, got ${index}`;
@@ -341,7 +324,7 @@ export class Config {
   }
 
   private throwIfFailed(): void {
-    if (this.failure) throw this.failure;
+    if (this.lab.failedWith) throw this.lab.failedWith;
   }
 
   // ---- checks --------------------------------------------------------------
@@ -479,7 +462,7 @@ export class Config {
   }
 
   private checkTimeout(): void {
-    if (!this.failure && Date.now() - this.created > TEST_LIMIT_MS) this.fatal('test took longer than 120 seconds');
+    if (!this.lab.failedWith && Date.now() - this.created > TEST_LIMIT_MS) this.fatal('test took longer than 120 seconds');
   }
 
   end(): PassedFigures {

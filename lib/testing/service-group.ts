@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import type { LabClientLink } from './lab-ends.js';
-import { LabFailure, TEST_LIMIT_MS } from './config.js';
+import { TEST_LIMIT_MS, type LabFailure } from './config.js';
+import { LabRun } from './lab-run.js';
 import { randInt, seededRng, type Rng } from '../raft/prng.js';
 
 export interface ServiceGroupOptions {
@@ -32,9 +33,7 @@ export class ServiceGroup {
   private readonly dataDir: string;
   protected readonly created = Date.now();
   private readonly clientIds = new Set<number>();
-  private failure: Error | undefined;
-  private rejectFailed!: (e: Error) => void;
-  private readonly failed: Promise<never>;
+  private readonly lab = new LabRun();
   finished = false;
 
   constructor(n: number, unreliable: boolean, service: { module?: string; maxRaftState: number }, opts: ServiceGroupOptions) {
@@ -52,10 +51,6 @@ export class ServiceGroup {
       onPeerError: (peer, inc, err) => this.fail(`server ${peer} (incarnation ${inc}) died: ${err.stack ?? String(err)}`),
     });
     this.cluster.faults.reliable = !unreliable;
-    this.failed = new Promise<never>((_, reject) => {
-      this.rejectFailed = reject;
-    });
-    this.failed.catch(() => {});
   }
 
   /** Start every server and connect them all. */
@@ -71,24 +66,12 @@ export class ServiceGroup {
 
   /** Run a test body, failing at once when a client task fails, and always clean up. */
   async run(body: (cfg: this) => Promise<void>): Promise<void> {
-    const watchdog = setTimeout(() => this.fail('test took longer than 120 seconds'), TEST_LIMIT_MS);
-    try {
-      await Promise.race([body(this), this.failed]);
-    } finally {
-      clearTimeout(watchdog);
-      await this.cleanup();
-    }
-    if (this.failure) throw this.failure;
+    await this.lab.run(() => body(this), () => this.cleanup());
   }
 
   /** Fail the test (once; the first failure wins) without throwing here. */
   fail(message: string): LabFailure {
-    const e = new LabFailure(message);
-    if (!this.failure) {
-      this.failure = e;
-      this.rejectFailed(e);
-    }
-    return e;
+    return this.lab.fail(message);
   }
 
   fatal(message: string): never {
@@ -97,7 +80,7 @@ export class ServiceGroup {
 
   /** The failure so far, if any. */
   protected get failedWith(): Error | undefined {
-    return this.failure;
+    return this.lab.failedWith;
   }
 
   /** Uniform integer in [lo, hi] from the test's seeded generator. */
@@ -215,7 +198,7 @@ export class ServiceGroup {
   }
 
   protected checkTimeout(): void {
-    if (!this.failure && Date.now() - this.created > TEST_LIMIT_MS) this.fatal('test took longer than 120 seconds');
+    if (!this.lab.failedWith && Date.now() - this.created > TEST_LIMIT_MS) this.fatal('test took longer than 120 seconds');
   }
 
   /** Release what the subclass holds (its clerks) before the servers go. */

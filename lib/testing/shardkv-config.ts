@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import type { Transferable } from 'node:worker_threads';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import { labEnds, type LabClientLink } from './lab-ends.js';
-import { LabFailure, TEST_LIMIT_MS } from './config.js';
+import { TEST_LIMIT_MS, type LabFailure } from './config.js';
+import { LabRun } from './lab-run.js';
 import { ControllerClerk } from '../shard/controller-clerk.js';
 import { ShardClerk } from '../shard/shard-clerk.js';
 import type { ShardKvOptions } from '../shard/shardkv-service.js';
@@ -42,9 +43,7 @@ export class ShardKvConfig {
   /** Per group and server: the client links its current incarnation holds, as [cluster, id]. */
   private readonly serverLinks: [Cluster, number][][][];
   private readonly clerks = new Map<ShardClerk, [Cluster, number][]>();
-  private failure: Error | undefined;
-  private rejectFailed!: (e: Error) => void;
-  private readonly failed: Promise<never>;
+  private readonly lab = new LabRun();
   finished = false;
 
   private constructor(n: number, unreliable: boolean, maxraftstate: number, opts: ShardKvConfigOptions) {
@@ -73,10 +72,6 @@ export class ShardKvConfig {
     );
     this.serverLinks = this.gids.map(() => Array.from({ length: n }, () => []));
     this.setunreliable(unreliable);
-    this.failed = new Promise<never>((_, reject) => {
-      this.rejectFailed = reject;
-    });
-    this.failed.catch(() => {});
   }
 
   /** make_config: the controller, its clerk, and every server of every group started. */
@@ -94,24 +89,14 @@ export class ShardKvConfig {
     return cfg;
   }
 
+  /** Run a test body, failing at once when any task fails, and always clean up. */
   async run(body: (cfg: this) => Promise<void>): Promise<void> {
-    const watchdog = setTimeout(() => this.fail('test took longer than 120 seconds'), TEST_LIMIT_MS);
-    try {
-      await Promise.race([body(this), this.failed]);
-    } finally {
-      clearTimeout(watchdog);
-      await this.cleanup();
-    }
-    if (this.failure) throw this.failure;
+    await this.lab.run(() => body(this), () => this.cleanup());
   }
 
+  /** Fail the test (once; the first failure wins) without throwing here. */
   fail(message: string): LabFailure {
-    const e = new LabFailure(message);
-    if (!this.failure) {
-      this.failure = e;
-      this.rejectFailed(e);
-    }
-    return e;
+    return this.lab.fail(message);
   }
 
   fatal(message: string): never {
@@ -256,13 +241,13 @@ export class ShardKvConfig {
   }
 
   private checkTimeout(): void {
-    if (!this.failure && Date.now() - this.created > TEST_LIMIT_MS) this.fatal('test took longer than 120 seconds');
+    if (!this.lab.failedWith && Date.now() - this.created > TEST_LIMIT_MS) this.fatal('test took longer than 120 seconds');
   }
 
   /** The 120 s rule, for the tests' own Passed lines. */
   end(): void {
     this.checkTimeout();
-    if (this.failure) throw this.failure;
+    if (this.lab.failedWith) throw this.lab.failedWith;
     this.log('  ... Passed');
   }
 

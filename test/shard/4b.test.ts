@@ -110,12 +110,12 @@ shardKvLabTest('TestMissChange', 3, false, 1000, async (cfg) => {
 });
 
 /**
- * Start n appending workers; worker i appends randstring(l) to ka[i] until
- * stopped (its own clerk, made inside the worker unless `clerks` gives
- * them), sleeping `pauseMs` between appends. Returns a function that stops
- * them and waits for each to finish its current Append.
+ * Start appending workers; worker i appends randstring(l) to ka[i] until
+ * stopped (with clerks[i], or a clerk it makes itself), sleeping `pauseMs`
+ * between appends. stop() tells them to stop; wait() waits for each to
+ * finish its current Append.
  */
-function appenders(cfg: ShardKvConfig, ka: string[], va: string[], l: number, pauseMs: number, clerks?: ShardClerk[]): () => Promise<void> {
+function appenders(cfg: ShardKvConfig, ka: string[], va: string[], l: number, pauseMs: number, clerks?: ShardClerk[]): { stop(): void; wait(): Promise<void> } {
   let done = false;
   const workers = ka.map(async (key, i) => {
     const ck1 = clerks?.[i] ?? cfg.makeClient();
@@ -127,9 +127,13 @@ function appenders(cfg: ShardKvConfig, ka: string[], va: string[], l: number, pa
     }
   });
   for (const w of workers) w.catch((e: unknown) => cfg.fail(`an appender failed: ${e instanceof Error ? e.stack : String(e)}`));
-  return async () => {
-    done = true;
-    await Promise.all(workers);
+  return {
+    stop: () => {
+      done = true;
+    },
+    wait: async () => {
+      await Promise.all(workers);
+    },
   };
 }
 
@@ -138,7 +142,7 @@ shardKvLabTest('TestConcurrent1', 3, false, 100, async (cfg) => {
   const ck = cfg.makeClient();
   await cfg.join(0);
   const { ka, va } = await putKeys(ck, 10, 5);
-  const stop = appenders(cfg, ka, va, 5, 10);
+  const w = appenders(cfg, ka, va, 5, 10);
   await sleep(150);
   await cfg.join(1);
   await sleep(500);
@@ -161,7 +165,8 @@ shardKvLabTest('TestConcurrent1', 3, false, 100, async (cfg) => {
   await sleep(500);
   await cfg.join(1);
   await sleep(1000);
-  await stop();
+  w.stop();
+  await w.wait();
   await checkAll(cfg, ck, ka, va);
   cfg.end();
 });
@@ -176,7 +181,7 @@ shardKvLabTest('TestConcurrent2', 3, false, -1, async (cfg) => {
   await cfg.join(2);
   const { ka, va } = await putKeys(ck, 10, 1);
   const clerks = ka.map(() => cfg.makeClient());
-  const stop = appenders(cfg, ka, va, 1, 50, clerks);
+  const w = appenders(cfg, ka, va, 1, 50, clerks);
   await cfg.leave(0);
   await cfg.leave(2);
   await sleep(3000);
@@ -194,7 +199,8 @@ shardKvLabTest('TestConcurrent2', 3, false, -1, async (cfg) => {
   await cfg.startGroup(1);
   await cfg.startGroup(2);
   await sleep(2000);
-  await stop();
+  w.stop();
+  await w.wait();
   await checkAll(cfg, ck, ka, va);
   cfg.end();
 });
@@ -205,7 +211,7 @@ shardKvLabTest('TestConcurrent3', 3, false, 300, async (cfg) => {
   await cfg.join(0);
   const { ka, va } = await putKeys(ck, 10, 1);
   const clerks = ka.map(() => cfg.makeClient());
-  const stop = appenders(cfg, ka, va, 1, 0, clerks);
+  const w = appenders(cfg, ka, va, 1, 0, clerks);
   const t0 = Date.now();
   while (Date.now() - t0 < 12_000) {
     await cfg.join(2);
@@ -223,7 +229,8 @@ shardKvLabTest('TestConcurrent3', 3, false, 300, async (cfg) => {
     await sleep(randomInt(900));
   }
   await sleep(2000);
-  await stop();
+  w.stop();
+  await w.wait();
   await checkAll(cfg, ck, ka, va);
   cfg.end();
 });
@@ -273,20 +280,11 @@ shardKvLabTest('TestUnreliable2', 3, true, 100, async (cfg) => {
   const ck = cfg.makeClient();
   await cfg.join(0);
   const { ka, va } = await putKeys(ck, 10, 5);
-  let done = false;
-  const workers = ka.map(async (key, i) => {
-    const ck1 = cfg.makeClient();
-    while (!done) {
-      const x = randstring(5);
-      await ck1.append(key, x);
-      va[i] += x;
-    }
-  });
-  for (const w of workers) w.catch((e: unknown) => cfg.fail(`an appender failed: ${e instanceof Error ? e.stack : String(e)}`));
+  const w = appenders(cfg, ka, va, 5, 0);
   await unreliableTimeline(cfg);
-  done = true;
+  w.stop();
   cfg.setunreliable(false);
-  await Promise.all(workers);
+  await w.wait();
   await checkAll(cfg, ck, ka, va);
   cfg.end();
 });

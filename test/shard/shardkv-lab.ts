@@ -1,6 +1,7 @@
 import t from 'tap';
-import { randomInt } from 'node:crypto';
-import { ShardKvConfig } from '../../lib/testing/index.js';
+import { ShardKvConfig, randstring } from '../../lib/testing/index.js';
+
+export { randstring };
 import type { ShardClerk } from '../../lib/shard/index.js';
 
 // Each lab file reports its process's total CPU at exit (see test/raft/lab.ts).
@@ -19,15 +20,6 @@ export function shardKvLabTest(name: string, n: number, unreliable: boolean, max
     tt.comment(`cpu ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s`);
     tt.pass('Passed');
   });
-}
-
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-
-/** randstring(k): k random characters of the URL-safe base64 alphabet. */
-export function randstring(k: number): string {
-  let s = '';
-  for (let i = 0; i < k; i++) s += ALPHABET[randomInt(64)];
-  return s;
 }
 
 /** check(ck, key, expected): a Get that must return `expected`. */
