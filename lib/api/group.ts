@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import type { Transferable } from 'node:worker_threads';
 import { Status } from '../node/outcome.js';
 import type { LeaderEvent, PeerStatus } from '../node/boot.js';
 import { DEFAULT_MAX_COMMAND_BYTES, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES } from '../node/host.js';
@@ -12,6 +13,13 @@ export interface GroupOptions {
   peers: number;
   /** Your state machine: an ES module (path or URL) exporting createStateMachine, and its options. */
   stateMachine: StateMachineSpec;
+  /**
+   * Options for one peer's state machine, asked for at every start of that
+   * peer (open, restart), in place of `stateMachine.options`: for what each
+   * peer needs of its own, or anew at each start, such as MessagePorts
+   * (list them in `transfer`).
+   */
+  peerOptions?: (peer: number) => { options: unknown; transfer?: Transferable[] };
   /**
    * Directory for the peers' SQLite files (peer-<i>.sqlite), created if
    * missing. Without it peers keep their state in memory: a restarted peer
@@ -137,6 +145,7 @@ function bool(option: string, v: unknown, def: boolean): boolean {
 export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Answer = unknown> {
   readonly n: number;
   private readonly sup: PeerSupervisor;
+  private readonly peerOptions: GroupOptions['peerOptions'];
   private readonly client: GroupClient<Command, Result, Query, Answer>;
   private readonly closeOwnLink: () => void;
   private readonly listeners = new Set<LeaderListener>();
@@ -158,6 +167,8 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
       throw new OptionError('stateMachine', 'must be { module: path or URL of an ES module, options? }');
     }
     const module = moduleUrl(spec.module);
+    if (opts.peerOptions !== undefined && typeof opts.peerOptions !== 'function') throw new OptionError('peerOptions', 'must be a function (peer) => { options, transfer? }');
+    this.peerOptions = opts.peerOptions;
     if (opts.dataDir !== undefined && (typeof opts.dataDir !== 'string' || opts.dataDir === '')) {
       throw new OptionError('dataDir', `must be a directory path, got ${String(opts.dataDir)}`);
     }
@@ -208,7 +219,7 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
   static async open<C = unknown, R = unknown, Q = unknown, A = unknown>(opts: GroupOptions): Promise<RaftGroup<C, R, Q, A>> {
     const g = new RaftGroup<C, R, Q, A>(opts);
     try {
-      const started = await Promise.allSettled(Array.from({ length: g.n }, (_, i) => g.sup.start(i)));
+      const started = await Promise.allSettled(Array.from({ length: g.n }, (_, i) => g.startPeer(i)));
       const failed = started.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
     } catch (e) {
@@ -340,7 +351,17 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
 
   /** Start peer i again in a new worker, from its file (after crash(), or to replace a running one). */
   async restart(peer: number): Promise<void> {
-    await this.sup.start(peer);
+    await this.startPeer(peer);
+  }
+
+  private async startPeer(i: number): Promise<void> {
+    if (!this.peerOptions) {
+      await this.sup.start(i);
+      return;
+    }
+    this.sup.checkPeer('restart', i);
+    const o = this.peerOptions(i);
+    await this.sup.start(i, { stateMachineOptions: o.options, transfer: o.transfer ?? [] });
   }
 
   isRunning(peer: number): boolean {

@@ -13,13 +13,14 @@ export const POLL_MS = 100;
 const STEP_TIMEOUT_MS = 1000;
 const LINEARIZABLE = readFlags('linearizable', false);
 
-export interface CoordinatorEnds {
-  /** Ends to this peer's own group; `me` is this peer's position among them. */
-  own: KvEnds;
+/** How a coordinator reaches its own group, the controller and the other groups (each asked for once). */
+export interface CoordinatorLinks {
+  /** This peer's position among its own group's ends. */
   me: number;
-  controller: KvEnds;
-  /** Ends to every group a shard may come from or go to, by GID. */
-  groups: Map<number, KvEnds>;
+  own(): Promise<KvEnds>;
+  controller(): Promise<KvEnds>;
+  /** Ends to a group a shard comes from or goes to; undefined for a group it cannot reach. */
+  group(gid: number): Promise<KvEnds | undefined>;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -32,27 +33,45 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * checked when applied, so a round repeated by a new leader (or a deposed
  * one) changes nothing twice:
  *  - settled: ask the controller for configuration N+1, propose it;
- *  - a shard Pulling: read it from its owner in N-1, propose its install;
- *  - a shard Arrived: tell its owner in N-1 to release it (a log entry
- *    there), then propose that it was released.
+ *  - a shard Pulling: read it from its source (its owner in N-1, or the
+ *    group that parked it when no group owned it), propose its install;
+ *  - a shard Arrived: tell its source to release it (a log entry there),
+ *    then propose that it was released.
  * Pulls and releases of different shards run at once, and a pull is a
  * read, so two groups exchanging shards in one step never wait on each
  * other.
  */
 export class GroupCoordinator {
   private stopped = false;
-  private readonly ctrl: ControllerClerk;
-  private readonly remote = new Map<number, LeaderCalls>();
+  private own: KvEnds | undefined;
+  private ctrl: ControllerClerk | undefined;
+  private readonly remote = new Map<number, Promise<LeaderCalls | undefined>>();
   private readonly loop: Promise<void>;
 
-  constructor(private readonly ends: CoordinatorEnds) {
-    this.ctrl = new ControllerClerk(ends.controller);
-    for (const [gid, e] of ends.groups) this.remote.set(gid, new LeaderCalls(e, `group ${gid}`));
+  constructor(private readonly links: CoordinatorLinks) {
     this.loop = this.run();
     this.loop.catch(() => {});
   }
 
+  private group(gid: number): Promise<LeaderCalls | undefined> {
+    let c = this.remote.get(gid);
+    if (!c) {
+      c = this.links.group(gid).then((e) => (e ? new LeaderCalls(e, `group ${gid}`) : undefined));
+      this.remote.set(gid, c);
+    }
+    return c;
+  }
+
   private async run(): Promise<void> {
+    const own = await this.links.own();
+    const ctrl = new ControllerClerk(await this.links.controller());
+    if (this.stopped) {
+      own.release();
+      ctrl.close();
+      return;
+    }
+    this.own = own;
+    this.ctrl = ctrl;
     while (!this.stopped) {
       const t0 = Date.now();
       try {
@@ -66,7 +85,7 @@ export class GroupCoordinator {
 
   /** One request to this peer alone: its answer when it leads, undefined otherwise. */
   private async self(kind: RequestKind, value: unknown): Promise<unknown> {
-    const r = await this.ends.own.call(this.ends.me, kind, kind === RequestKind.Read ? LINEARIZABLE : 0, STEP_TIMEOUT_MS, encodeValue(value), () => {});
+    const r = await this.own!.call(this.links.me, kind, kind === RequestKind.Read ? LINEARIZABLE : 0, STEP_TIMEOUT_MS, encodeValue(value), () => {});
     if (typeof r !== 'object' || r.status !== Status.Ok || !r.payload) return undefined;
     return decodeValue(r.payload);
   }
@@ -76,24 +95,24 @@ export class GroupCoordinator {
     if (!Array.isArray(st) || this.stopped) return;
     const cur = configFromWire(st[1]);
     const prev = configFromWire(st[2]);
-    const status = st[3];
-    if (!cur || !prev || !Array.isArray(status)) return;
+    const [, , , status, source] = st;
+    if (!cur || !prev || !Array.isArray(status) || !Array.isArray(source)) return;
     const work: Promise<void>[] = [];
     for (let s = 0; s < NSHARDS; s++) {
-      if (status[s] === ShardStatus.Pulling) work.push(this.pull(cur.num, s, prev));
-      else if (status[s] === ShardStatus.Arrived) work.push(this.release(cur.num, s, prev));
+      if (status[s] === ShardStatus.Pulling) work.push(this.pull(cur.num, s, source[s]!));
+      else if (status[s] === ShardStatus.Arrived) work.push(this.release(cur.num, s, source[s]!));
     }
     if (work.length > 0) {
       await Promise.all(work);
       return;
     }
-    if (status.every((x) => x === ShardStatus.Absent || x === ShardStatus.Serving)) await this.advance(cur);
+    if (status.every((x) => x === ShardStatus.Absent || x === ShardStatus.Serving || x === ShardStatus.Parked)) await this.advance(cur);
   }
 
   private async advance(cur: ShardConfig): Promise<void> {
     let next: ShardConfig;
     try {
-      next = await this.ctrl.query(cur.num + 1);
+      next = await this.ctrl!.query(cur.num + 1);
     } catch (e) {
       if (e instanceof ShardCtrlerError && e.err === 'ErrNoConfig') return;
       throw e;
@@ -102,8 +121,8 @@ export class GroupCoordinator {
     await this.self(RequestKind.Propose, ['config', configToWire(next)]);
   }
 
-  private async pull(num: number, shard: number, prev: ShardConfig): Promise<void> {
-    const from = this.remote.get(prev.shards[shard]!);
+  private async pull(num: number, shard: number, source: number): Promise<void> {
+    const from = await this.group(source);
     if (!from) return;
     const r = await from.call(RequestKind.Read, LINEARIZABLE, encodeValue(['pull', num, shard]), 1);
     if (!r || r.status !== Status.Ok || !r.payload || this.stopped) return;
@@ -112,8 +131,8 @@ export class GroupCoordinator {
     await this.self(RequestKind.Propose, ['install', num, shard, answer[1], answer[2]]);
   }
 
-  private async release(num: number, shard: number, prev: ShardConfig): Promise<void> {
-    const to = this.remote.get(prev.shards[shard]!);
+  private async release(num: number, shard: number, source: number): Promise<void> {
+    const to = await this.group(source);
     if (!to) return;
     const r = await to.call(RequestKind.Propose, 0, encodeValue(['release', num, shard]), 1);
     if (!r || r.status !== Status.Ok || !r.payload || this.stopped) return;
@@ -126,8 +145,8 @@ export class GroupCoordinator {
   close(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.ctrl.close();
-    for (const c of this.remote.values()) c.close();
-    this.ends.own.release();
+    this.ctrl?.close();
+    for (const c of this.remote.values()) void c.then((x) => x?.close());
+    this.own?.release();
   }
 }

@@ -11,3 +11,5 @@ export type { ShardKvStep, GroupStateWire } from './shardkv-service.js';
 export { ShardClerk } from './shard-clerk.js';
 export { GroupCoordinator, POLL_MS } from './coordinator.js';
 export type { ShardKvOptions } from './shardkv-service.js';
+export { ShardedService, type ShardedOptions } from './deployment.js';
+export { GroupDirectory, DirectoryClient } from './directory.js';

@@ -3,8 +3,10 @@ import { toReply, wireToCommand } from '../kv/protocol.js';
 import { MAX_KEY_BYTES, isCommand, isWellFormedString, type SessionRow } from '../kv/state-machine.js';
 import { NSHARDS, configFromWire, configToWire } from './config.js';
 import { ShardKvState, type ShardData, type StepReply } from './shardkv-state.js';
-import { GroupCoordinator } from './coordinator.js';
-import { plainEnds, type KvEnds } from '../kv/clerk.js';
+import { GroupCoordinator, type CoordinatorLinks } from './coordinator.js';
+import { DirectoryClient } from './directory.js';
+import type { MessagePort } from 'node:worker_threads';
+import { plainEnds } from '../kv/clerk.js';
 import type { ClientLink } from '../api/client.js';
 import { labEnds, type LabClientLink } from '../testing/lab-ends.js';
 
@@ -17,14 +19,16 @@ import { labEnds, type LabClientLink } from '../testing/lab-ends.js';
 export interface ShardKvOptions {
   gid: number;
   me?: number;
+  /** The lab's: links to everything, opened by the harness at each start. */
   links?: {
-    kind: 'plain' | 'lab';
+    kind: 'lab';
     own: ClientLink;
     controller: ClientLink;
     groups: [number, ClientLink][];
   };
+  /** A deployment's: a GroupDirectory port; groups are named "group-<gid>", the controller "controller". */
+  directory?: MessagePort;
 }
-
 /**
  * The sharded key/value service's log entries and reads, as msgpack values:
  *  - a Put or Append: the key/value service's command [op, key, value, clientId, seq]
@@ -37,8 +41,8 @@ export interface ShardKvOptions {
  */
 export type ShardKvStep = ['config', unknown] | ['install', number, number, [string, string][], SessionRow[]] | ['release', number, number] | ['released', number, number];
 
-/** What ['state'] answers: [gid, current config, previous config, status per shard]. */
-export type GroupStateWire = [number, unknown, unknown, number[]];
+/** What ['state'] answers: [gid, current config, previous config, status per shard, source GID per shard]. */
+export type GroupStateWire = [number, unknown, unknown, number[], number[]];
 
 const isShard = (s: unknown): s is number => Number.isSafeInteger(s) && (s as number) >= 0 && (s as number) < NSHARDS;
 const isNum = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
@@ -79,16 +83,32 @@ export function createStateMachine(options: unknown): StateMachine {
   const o = (options ?? {}) as Partial<ShardKvOptions>;
   const state = new ShardKvState(o.gid as number);
   let coordinator: GroupCoordinator | undefined;
-  if (o.links) {
-    const l = o.links;
-    const ends = (link: ClientLink): KvEnds => (l.kind === 'lab' ? labEnds(link as LabClientLink) : plainEnds(link));
+  let dir: DirectoryClient | undefined;
+  if (o.links || o.directory) {
     if (!Number.isSafeInteger(o.me)) throw new RangeError('a coordinated shard group member needs its position `me`');
-    coordinator = new GroupCoordinator({
-      own: ends(l.own),
-      me: o.me!,
-      controller: ends(l.controller),
-      groups: new Map(l.groups.map(([g, link]) => [g, ends(link)])),
-    });
+    let links: CoordinatorLinks;
+    if (o.links) {
+      const l = o.links;
+      const groups = new Map(l.groups);
+      links = {
+        me: o.me!,
+        own: async () => labEnds(l.own as LabClientLink),
+        controller: async () => labEnds(l.controller as LabClientLink),
+        group: async (g) => {
+          const link = groups.get(g);
+          return link ? labEnds(link as LabClientLink) : undefined;
+        },
+      };
+    } else {
+      const d = (dir = new DirectoryClient(o.directory!));
+      links = {
+        me: o.me!,
+        own: async () => plainEnds(await d.link(`group-${state.gid}`)),
+        controller: async () => plainEnds(await d.link('controller')),
+        group: async (g) => plainEnds(await d.link(`group-${g}`)),
+      };
+    }
+    coordinator = new GroupCoordinator(links);
   }
   return {
     apply(raw: unknown) {
@@ -109,15 +129,22 @@ export function createStateMachine(options: unknown): StateMachine {
       }
       if (Array.isArray(q) && q[0] === 'state') {
         const status: number[] = [];
-        for (let s = 0; s < NSHARDS; s++) status.push(state.statusOf(s));
-        const answer: GroupStateWire = [state.gid, configToWire(state.currentConfig()), configToWire(state.previousConfig()), status];
+        const source: number[] = [];
+        for (let s = 0; s < NSHARDS; s++) {
+          status.push(state.statusOf(s));
+          source.push(state.sourceOf(s));
+        }
+        const answer: GroupStateWire = [state.gid, configToWire(state.currentConfig()), configToWire(state.previousConfig()), status, source];
         return answer;
       }
       return ['ErrBadRequest', '', 'a read is a key, ["pull", num, shard] or ["state"]'];
     },
     snapshot: () => state.snapshot(),
     restore: (data: Uint8Array) => state.restore(data),
-    close: () => coordinator?.close(),
+    close: () => {
+      coordinator?.close();
+      dir?.close();
+    },
   };
 }
 

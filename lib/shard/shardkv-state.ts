@@ -12,11 +12,14 @@ import { NSHARDS, configFromWire, configToWire, emptyConfig, key2shard, type Con
  *             not served) until the new owner has installed it.
  *  - Arrived: pulled and installed in N, and served; the old owner has not
  *             yet been told it may delete its copy.
+ *  - Parked:  no group owns it in N (every group left); this group held it
+ *             last and keeps the data, frozen, for whichever group gets it
+ *             next (possibly this one).
  */
-export const ShardStatus = { Absent: 0, Serving: 1, Pulling: 2, Sending: 3, Arrived: 4 } as const;
+export const ShardStatus = { Absent: 0, Serving: 1, Pulling: 2, Sending: 3, Arrived: 4, Parked: 5 } as const;
 export type ShardStatus = (typeof ShardStatus)[keyof typeof ShardStatus];
 
-const STATUS_NAMES = ['absent', 'serving', 'pulling', 'sending', 'arrived'] as const;
+const STATUS_NAMES = ['absent', 'serving', 'pulling', 'sending', 'arrived', 'parked'] as const;
 export const statusName = (s: ShardStatus) => STATUS_NAMES[s];
 
 /** A shard's content as it moves between groups: its table rows and its duplicate table. */
@@ -54,6 +57,10 @@ export class ShardKvState {
   private prev: ShardConfig = emptyConfig();
   private readonly status: ShardStatus[] = new Array<ShardStatus>(NSHARDS).fill(ShardStatus.Absent);
   private readonly shards: KvStateMachine[] = Array.from({ length: NSHARDS }, () => new KvStateMachine());
+  /** Per shard, the last group any configuration so far gave it to (0: none ever). */
+  private readonly lastOwner: number[] = new Array<number>(NSHARDS).fill(0);
+  /** Per shard Pulling or Arrived, the group its data comes from (its owner in N-1, or the group that parked it). */
+  private readonly source: number[] = new Array<number>(NSHARDS).fill(0);
 
   constructor(readonly gid: number) {
     if (!Number.isSafeInteger(gid) || gid <= 0) throw new RangeError(`a shard group's GID must be a positive integer, got ${String(gid)}`);
@@ -77,9 +84,14 @@ export class ShardKvState {
     return this.status[shard]!;
   }
 
+  /** Where a Pulling or Arrived shard comes from (0 for any other). */
+  sourceOf(shard: number): number {
+    return this.source[shard]!;
+  }
+
   /** Is every shard settled (nothing of the current configuration in flight)? */
   get settled(): boolean {
-    return this.status.every((s) => s === ShardStatus.Absent || s === ShardStatus.Serving);
+    return this.status.every((s) => s === ShardStatus.Absent || s === ShardStatus.Serving || s === ShardStatus.Parked);
   }
 
   /** Keys held per shard (Sending shards included). */
@@ -107,13 +119,26 @@ export class ShardKvState {
     if (next.num !== this.config.num + 1) return ['ErrNotReady', `configuration ${next.num} skips ${this.config.num + 1}`];
     if (!this.settled) return ['ErrNotReady', `configuration ${this.config.num} still has shards in flight`];
     for (let s = 0; s < NSHARDS; s++) {
-      const was = this.config.shards[s] === this.gid;
-      const is = next.shards[s] === this.gid;
-      if (was && !is) this.status[s] = ShardStatus.Sending;
-      else if (!was && is) {
-        // Nobody owned it before (the first configuration with groups): it starts empty, here.
-        this.status[s] = this.config.shards[s] === 0 ? ShardStatus.Serving : ShardStatus.Pulling;
+      const owner = this.config.shards[s]!;
+      const next_ = next.shards[s]!;
+      const st = this.status[s]!;
+      if (st === ShardStatus.Parked) {
+        // This group holds the copy nobody owned: it serves it again, or hands it to its next owner.
+        if (next_ === this.gid) this.status[s] = ShardStatus.Serving;
+        else if (next_ !== 0) this.status[s] = ShardStatus.Sending;
+      } else if (owner === this.gid && next_ !== this.gid) {
+        this.status[s] = next_ === 0 ? ShardStatus.Parked : ShardStatus.Sending;
+      } else if (owner !== this.gid && next_ === this.gid) {
+        // From its owner in N, or, when no group owned it in N, from the group that parked it;
+        // a shard no configuration ever gave to a group starts empty, here.
+        const from = owner !== 0 ? owner : this.lastOwner[s]!;
+        if (from === 0) this.status[s] = ShardStatus.Serving;
+        else {
+          this.status[s] = ShardStatus.Pulling;
+          this.source[s] = from;
+        }
       }
+      if (next_ !== 0) this.lastOwner[s] = next_;
     }
     this.prev = this.config;
     this.config = next;
@@ -151,7 +176,10 @@ export class ShardKvState {
 
   /** The old owner has dropped its copy of an Arrived shard: nothing of it is in flight any more. */
   released(num: number, shard: number): StepReply {
-    if (num === this.config.num && this.status[shard] === ShardStatus.Arrived) this.status[shard] = ShardStatus.Serving;
+    if (num === this.config.num && this.status[shard] === ShardStatus.Arrived) {
+      this.status[shard] = ShardStatus.Serving;
+      this.source[shard] = 0;
+    }
     return ['OK'];
   }
 
@@ -163,6 +191,8 @@ export class ShardKvState {
       configToWire(this.prev),
       this.status.slice(),
       this.shards.map((sm) => [sm.dataRows(), sm.sessionRows()]),
+      this.lastOwner.slice(),
+      this.source.slice(),
     ]);
   }
 
@@ -170,6 +200,8 @@ export class ShardKvState {
     this.config = emptyConfig();
     this.prev = emptyConfig();
     this.status.fill(ShardStatus.Absent);
+    this.lastOwner.fill(0);
+    this.source.fill(0);
     for (const sm of this.shards) sm.clear();
     if (bytes.length === 0) return;
     let d: unknown;
@@ -178,18 +210,21 @@ export class ShardKvState {
     } catch {
       d = undefined;
     }
-    if (!Array.isArray(d) || d[0] !== SNAPSHOT_VERSION || d.length !== 6) throw new Error('not a sharded key/value snapshot of a known version');
-    const [, gid, cur, prev, status, shards] = d as [number, number, ConfigWire, ConfigWire, number[], [[string, string][], SessionRow[]][]];
+    if (!Array.isArray(d) || d[0] !== SNAPSHOT_VERSION || d.length !== 8) throw new Error('not a sharded key/value snapshot of a known version');
+    const [, gid, cur, prev, status, shards, lastOwner, source] = d as [number, number, ConfigWire, ConfigWire, number[], [[string, string][], SessionRow[]][], number[], number[]];
     if (gid !== this.gid) throw new Error(`this snapshot is group ${String(gid)}'s, not group ${this.gid}'s`);
     const c = configFromWire(cur);
     const p = configFromWire(prev);
-    if (!c || !p || !Array.isArray(status) || status.length !== NSHARDS || !Array.isArray(shards) || shards.length !== NSHARDS) {
+    const perShard = (a: unknown) => Array.isArray(a) && a.length === NSHARDS;
+    if (!c || !p || !perShard(status) || !perShard(shards) || !perShard(lastOwner) || !perShard(source)) {
       throw new Error('sharded key/value snapshot: malformed');
     }
     this.config = c;
     this.prev = p;
     for (let s = 0; s < NSHARDS; s++) {
       this.status[s] = status[s] as ShardStatus;
+      this.lastOwner[s] = lastOwner[s]!;
+      this.source[s] = source[s]!;
       this.shards[s]!.merge(shards[s]![0], shards[s]![1]);
     }
   }

@@ -4,6 +4,7 @@
 // checks failing on configurations they must refuse.
 import t from 'tap';
 import { Cluster } from '../../lib/testing/index.js';
+import { RaftGroup } from '../../lib/index.js';
 import {
   ControllerClerk,
   ControllerState,
@@ -176,6 +177,7 @@ t.test('the clerk end to end: typed errors, and closed clerks and groups reject'
   t.throws(() => new Cluster({ peers: 3, service: { module: '' } }), OptionError, 'a service needs a module');
   t.throws(() => new Cluster({ peers: 3, service: { module: shardControllerStateMachine.module, maxRaftState: 0 } }), OptionError, 'and a valid maxRaftState');
   t.throws(() => new Cluster({ peers: 3 }).openClient(), OptionError, 'no service: no clients');
+  await t.rejects(RaftGroup.open({ peers: 3, stateMachine: shardControllerStateMachine, peerOptions: 5 as never }), OptionError, 'peerOptions must be a function');
   const c = new Cluster({ peers: 3, service: { module: shardControllerStateMachine.module } });
   t.teardown(() => c.close());
   for (let i = 0; i < 3; i++) await c.start(i);

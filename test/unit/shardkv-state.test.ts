@@ -144,3 +144,41 @@ t.test('the service module: wire forms and bad input', async (t) => {
   t.throws(() => createStateMachine({ gid: 0 }), RangeError, 'GID 0 is no group');
   t.throws(() => createStateMachine(undefined), RangeError);
 });
+
+t.test('shards nobody owns are parked with their last group and handed to whoever gets them next', async (t) => {
+  const a = new ShardKvState(100);
+  const b = new ShardKvState(101);
+  const none = new Array(NSHARDS).fill(0);
+  const all = (g: number) => new Array(NSHARDS).fill(g);
+  const c1 = config(1, all(100), [100]);
+  const c2 = config(2, none, []);
+  const c3 = config(3, all(101), [101]);
+  const c4 = config(4, none, []);
+  const c5 = config(5, all(101), [101]);
+  for (const g of [a, b]) g.reconfigure(c1);
+  t.equal(b.statusOf(0), ShardStatus.Absent);
+  a.apply(put(keyOf(0), 'kept'));
+  for (const g of [a, b]) t.same(g.reconfigure(c2), ['OK']);
+  t.equal(a.statusOf(0), ShardStatus.Parked, 'every group left: the last owner parks its data');
+  t.equal(a.read(keyOf(0)).err, 'ErrWrongGroup', 'and does not serve it');
+  t.ok(a.settled, 'parked shards do not hold up the next configuration');
+  for (const g of [a, b]) t.same(g.reconfigure(c3), ['OK']);
+  t.equal(b.statusOf(0), ShardStatus.Pulling, 'the next owner pulls it...');
+  t.equal(b.sourceOf(0), 100, '...from the group that parked it');
+  t.equal(a.statusOf(0), ShardStatus.Sending);
+  for (let s = 0; s < NSHARDS; s++) {
+    t.same(b.install(3, s, a.handOver(3, s) as never), ['OK']);
+    t.same(a.release(3, s), ['OK']);
+    t.same(b.released(3, s), ['OK']);
+  }
+  t.same(b.read(keyOf(0)), { err: 'OK', value: 'kept' }, 'nothing was lost on the way through GID 0');
+  t.equal(a.keysPerShard().reduce((x, y) => x + y, 0), 0);
+  for (const g of [a, b]) t.same(g.reconfigure(c4), ['OK']);
+  t.equal(b.statusOf(0), ShardStatus.Parked);
+  for (const g of [a, b]) t.same(g.reconfigure(c5), ['OK']);
+  t.equal(b.statusOf(0), ShardStatus.Serving, 'given back to the group that parked it: served at once');
+  t.same(b.read(keyOf(0)), { err: 'OK', value: 'kept' });
+  const restored = new ShardKvState(101);
+  restored.restore(b.snapshot());
+  t.same(Buffer.from(restored.snapshot()), Buffer.from(b.snapshot()), 'last owners and sources survive a snapshot');
+});
