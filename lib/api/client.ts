@@ -130,7 +130,11 @@ export class LinkEnds {
     return this.byPeer.get(peer);
   }
 
+  /** Its last user released it: its control port is closed for good. */
+  private released = false;
+
   close(): void {
+    this.released = true;
     this.control.close();
     for (const e of this.ends) e.detach();
   }
@@ -140,6 +144,10 @@ export class LinkEnds {
   /** The ends of `link` in this thread (made on first use), counted as one more user. */
   static acquire(link: ClientLink): LinkEnds {
     let ends = LinkEnds.shared.get(link);
+    if (ends?.released) {
+      // Its channels went with its last client; a handle is not reusable after that.
+      throw new OptionError('handle', 'this handle was closed when its last client closed: take a new one (group.handle())');
+    }
     if (!ends) LinkEnds.shared.set(link, (ends = new LinkEnds(link)));
     ends.users++;
     return ends;

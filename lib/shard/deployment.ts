@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { RaftGroup } from '../api/group.js';
-import { plainEnds } from '../kv/clerk.js';
+import type { GroupHandle } from '../api/client.js';
+import { plainEnds, type KvEnds } from '../kv/clerk.js';
 import { ControllerClerk } from './controller-clerk.js';
 import { GroupDirectory } from './directory.js';
 import { ShardClerk } from './shard-clerk.js';
@@ -80,15 +81,33 @@ export class ShardedService {
     return ControllerClerk.connect(this.controller.handle());
   }
 
-  /** A sharded clerk (one operation at a time; make one per concurrent client). */
+  /** This thread's handles, one per group: clerks on the same handle share its channels, so their requests travel together. */
+  private readonly handles = new Map<number | 'controller', GroupHandle>();
+  private readonly held: KvEnds[] = [];
+
+  private handleOf(key: number | 'controller'): GroupHandle | undefined {
+    let h = this.handles.get(key);
+    if (!h) {
+      const g = key === 'controller' ? this.controller : this.groups.get(key);
+      if (!g) return undefined;
+      this.handles.set(key, (h = g.handle()));
+      // One use held by the service itself, so that the channels outlive any one clerk.
+      this.held.push(plainEnds(h));
+    }
+    return h;
+  }
+
+  /** A sharded clerk in this thread (one operation at a time; make one per concurrent client). */
   clerk(): ShardClerk {
-    return new ShardClerk(plainEnds(this.controller.handle()), (gid) => {
-      const g = this.groups.get(gid);
-      return g ? plainEnds(g.handle()) : undefined;
+    return new ShardClerk(plainEnds(this.handleOf('controller')!), (gid) => {
+      const h = this.handleOf(gid);
+      return h ? plainEnds(h) : undefined;
     });
   }
 
   async close(): Promise<void> {
+    for (const e of this.held) e.release();
+    this.held.length = 0;
     this.directory.close();
     for (const g of this.groups.values()) await g.close();
     await this.controller.close();

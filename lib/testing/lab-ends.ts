@@ -106,7 +106,10 @@ export function labEnds(link: LabClientLink): KvEnds {
     release: () => {
       if (released) return;
       released = true;
-      if (--ends.users === 0) ends.plain.release();
+      if (--ends.users === 0) {
+        ends.plain.release();
+        shared.delete(link);
+      }
     },
   };
 }

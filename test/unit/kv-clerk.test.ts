@@ -3,8 +3,8 @@
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
 import { OptionError } from '../../lib/index.js';
-import { Cluster, ClusterClosedError } from '../../lib/testing/index.js';
-import { KvRequestError, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../../lib/kv/index.js';
+import { Cluster, ClusterClosedError, labEnds } from '../../lib/testing/index.js';
+import { Clerk, KvRequestError, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../../lib/kv/index.js';
 import type { EndUpdate } from '../../lib/api/client.js';
 import { encodeValue } from '../../lib/transport/codec.js';
 
@@ -33,6 +33,10 @@ t.test('Get/Put/Append from this thread and from another worker; a leader crash 
   });
   t.same(res, { before: 'main', after: 'main+worker' }, 'the worker clerk sees and extends the same value');
   t.equal(await ck.get('shared'), 'main+worker', 'and this thread sees its write');
+
+  const spare = c.openClient().link;
+  new Clerk(labEnds(spare)).close();
+  t.throws(() => new Clerk(labEnds(spare)), OptionError, 'a handle whose last clerk closed is not reused silently');
 
   await c.crash(await leaderOf(c));
   await ck.append('shared', '+after');
