@@ -10,8 +10,7 @@
  * acknowledged Append is looked for, and the history is checked for
  * linearizability. Exit code 0 only if both hold.
  */
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { jobOptions } from './job-options.js';
 import { LinearizabilityChecker } from '../check/checker.js';
 import { KvOp, type KvOperation } from '../check/kv-model.js';
 import { NSHARDS, configFromWire } from '../shard/config.js';
@@ -29,40 +28,13 @@ const USAGE = `usage: npm run start:sharded [-- --clients N] [--seconds S] [--da
   --seconds S   length of the workload (6..3600, default 20)
   --data DIR    where the peers' SQLite files go (default data/sharded-<time>)`;
 
-function fail(msg: string): never {
-  console.error(msg);
-  process.exit(2);
-}
 
-function options(): { clients: number; seconds: number; dataDir: string } {
-  let parsed;
-  try {
-    parsed = parseArgs({ options: { clients: { type: 'string' }, seconds: { type: 'string' }, data: { type: 'string' }, help: { type: 'boolean' } } });
-  } catch (e) {
-    fail(`${(e as Error).message}\n${USAGE}`);
-  }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const int = (name: string, raw: string | undefined, def: number, lo: number, hi: number): number => {
-    if (raw === undefined) return def;
-    const v = Number(raw);
-    if (!Number.isInteger(v) || v < lo || v > hi) fail(`--${name} must be an integer in [${lo}, ${hi}], got ${raw}\n${USAGE}`);
-    return v;
-  };
-  return {
-    clients: int('clients', parsed.values.clients, 16, 1, 256),
-    seconds: int('seconds', parsed.values.seconds, 20, 6, 3600),
-    dataDir: parsed.values.data ?? join('data', `sharded-${new Date().toISOString().replace(/[:.]/g, '-')}`),
-  };
-}
 
 const nowNs = () => Number(process.hrtime.bigint());
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function main(): Promise<number> {
-  const opts = options();
+  const opts = jobOptions(USAGE, [16, 1, 256], [20, 6, 3600], 'sharded');
   const svc = await ShardedService.open({
     gids: GIDS,
     peers: PEERS,

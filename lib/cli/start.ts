@@ -7,8 +7,7 @@
  * every acknowledged Append is looked for in the final values, and the
  * throughput and latency are printed. Exit code 0 only if all of that holds.
  */
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { jobOptions } from './job-options.js';
 import { LinearizabilityChecker } from '../check/checker.js';
 import { KvOp, type KvOperation } from '../check/kv-model.js';
 import { RaftGroup } from '../api/group.js';
@@ -26,34 +25,7 @@ const USAGE = `usage: npm start [-- --clients N] [--seconds S] [--data DIR]
   --seconds S   length of the workload (3..3600, default 12)
   --data DIR    where the peers' SQLite files go (default data/run-<time>)`;
 
-function options(): { clients: number; seconds: number; dataDir: string } {
-  let parsed;
-  try {
-    parsed = parseArgs({ options: { clients: { type: 'string' }, seconds: { type: 'string' }, data: { type: 'string' }, help: { type: 'boolean' } } });
-  } catch (e) {
-    fail(`${(e as Error).message}\n${USAGE}`);
-  }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const int = (name: string, raw: string | undefined, def: number, lo: number, hi: number): number => {
-    if (raw === undefined) return def;
-    const v = Number(raw);
-    if (!Number.isInteger(v) || v < lo || v > hi) fail(`--${name} must be an integer in [${lo}, ${hi}], got ${raw}\n${USAGE}`);
-    return v;
-  };
-  return {
-    clients: int('clients', parsed.values.clients, 16, 1, 1024),
-    seconds: int('seconds', parsed.values.seconds, 12, 3, 3600),
-    dataDir: parsed.values.data ?? join('data', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`),
-  };
-}
 
-function fail(msg: string): never {
-  console.error(msg);
-  process.exit(2);
-}
 
 const nowNs = () => Number(process.hrtime.bigint());
 
@@ -74,7 +46,7 @@ async function leaderOf(group: RaftGroup): Promise<number> {
 }
 
 async function main(): Promise<number> {
-  const opts = options();
+  const opts = jobOptions(USAGE, [16, 1, 1024], [12, 3, 3600], 'run');
   const group = await RaftGroup.open({ peers: PEERS, dataDir: opts.dataDir, stateMachine: kvStateMachine, snapshotThreshold: MAX_RAFT_STATE });
   const checker = new LinearizabilityChecker();
   const onSignal = () => {
