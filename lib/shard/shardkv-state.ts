@@ -1,5 +1,5 @@
 import { Packr, Unpackr } from 'msgpackr';
-import { KvStateMachine, isCommand, type KvCommand, type KvResult, type SessionRow } from '../kv/state-machine.js';
+import { KvStateMachine, type KvCommand, type KvResult, type SessionRow } from '../kv/state-machine.js';
 import { NSHARDS, configFromWire, configToWire, emptyConfig, key2shard, type ConfigWire, type ShardConfig } from './config.js';
 
 /**
