@@ -247,6 +247,15 @@ export function unpackBatch(buf: Uint8Array): unknown[] {
   return unpackr.unpackMultiple(buf) as unknown[];
 }
 
+/** unpackBatch, with each value's encoded size (for per-type byte counts). */
+export function unpackBatchSized(buf: Uint8Array): { raw: unknown; bytes: number }[] {
+  const out: { raw: unknown; bytes: number }[] = [];
+  unpackr.unpackMultiple(buf, (raw: unknown, start?: number, end?: number) => {
+    out.push({ raw, bytes: (end ?? 0) - (start ?? 0) });
+  });
+  return out;
+}
+
 /**
  * Encode an application value (a command) as bytes for the log: a copy of
  * exactly its size, not a view into msgpackr's pool buffer, so that posting
