@@ -7,11 +7,13 @@ import { isStatus, type Outcome, type Status } from '../node/outcome.js';
  * msgpack arrays, many concatenated in one posted buffer:
  *   request: [id, kind, flags, timeoutMs, payload]
  *   reply:   [id, status, leader, payload, message]
- * kind 1 propose (payload: the command), 2 read (payload: the query).
+ * kind 1 propose (payload: the command), 2 read (payload: the query),
+ * 3 admin (payload: [op, arg] in msgpack; served by node processes, see
+ * lib/net/admin.ts).
  * flags: bit 0 forward (a follower hands the request to its leader);
  * bits 1-2 the read's consistency (0 linearizable, 1 lease, 2 stale).
  */
-export const RequestKind = { Propose: 1, Read: 2 } as const;
+export const RequestKind = { Propose: 1, Read: 2, Admin: 3 } as const;
 export type RequestKind = (typeof RequestKind)[keyof typeof RequestKind];
 
 export const CONSISTENCIES = ['linearizable', 'lease', 'stale'] as const;
@@ -69,7 +71,7 @@ export function encodeRequest(id: number, kind: RequestKind, flags: number, time
  */
 /** What is wrong with a request's fields, or undefined. */
 function requestProblem(kind: unknown, flags: unknown, timeoutMs: unknown, payload: unknown): string | undefined {
-  if (kind !== RequestKind.Propose && kind !== RequestKind.Read) return `unknown request kind ${JSON.stringify(kind)}`;
+  if (kind !== RequestKind.Propose && kind !== RequestKind.Read && kind !== RequestKind.Admin) return `unknown request kind ${JSON.stringify(kind)}`;
   if (!Number.isSafeInteger(flags) || (flags as number) < 0 || (flags as number) > 7) return 'flags must be an integer in [0, 7]';
   if (!Number.isSafeInteger(timeoutMs) || (timeoutMs as number) < 1) return 'timeoutMs must be a positive integer';
   if (!(payload instanceof Uint8Array)) return 'the payload must be binary';

@@ -1,8 +1,29 @@
 import type { MessagePort } from 'node:worker_threads';
 import { RequestKind, decodeRequests, encodeReply } from '../api/client-protocol.js';
 import { PortBatches } from '../transport/port-batches.js';
-import { Status } from './outcome.js';
+import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
 import type { PeerHost } from './host.js';
+
+/** Serves admin requests (status, leadership transfer) where a node process offers them. */
+export type AdminHandler = (payload: Uint8Array, done: OutcomeCallback) => void;
+
+/**
+ * Hand one received batch of client requests to the host (propose, read,
+ * admin); each outcome goes to `reply` as an encoded reply. Returns how
+ * many values in it were not requests at all (nothing to answer).
+ */
+export function serveRequests(host: PeerHost, bytes: unknown, reply: (encoded: Uint8Array) => void, admin?: AdminHandler): number {
+  const { requests, garbage } = decodeRequests(bytes);
+  for (const r of requests) {
+    const done = (o: Outcome) => reply(encodeReply(r.id, o));
+    if ('refused' in r) done({ status: Status.Rejected, message: `malformed request: ${r.refused}`, leader: -1 });
+    else if (r.kind === RequestKind.Propose) host.propose(r.payload, { forward: r.forward, timeoutMs: r.timeoutMs }, done);
+    else if (r.kind === RequestKind.Read) host.read(r.payload, { consistency: r.consistency, forward: r.forward, timeoutMs: r.timeoutMs }, done);
+    else if (admin) admin(r.payload, done);
+    else done({ status: Status.Rejected, message: 'admin requests are served by node processes (actor-raft serve), not on this channel', leader: -1 });
+  }
+  return garbage;
+}
 
 /**
  * The peer's end of its client channels: each request goes to the host
@@ -27,24 +48,14 @@ export class ClientService {
       return;
     }
     this.ports.push(port);
-    port.on('message', (bytes: unknown) => this.handle(port, bytes));
+    port.on('message', (bytes: unknown) => {
+      if (!this.closed) this.dropped += serveRequests(this.host, bytes, (r) => this.replies.push(port, r));
+    });
   }
 
   /** Values on client channels that were not requests at all (nothing to answer). */
   garbage(): number {
     return this.dropped;
-  }
-
-  private handle(port: MessagePort, bytes: unknown): void {
-    if (this.closed) return;
-    const { requests, garbage } = decodeRequests(bytes);
-    this.dropped += garbage;
-    for (const r of requests) {
-      const reply = (o: Parameters<typeof encodeReply>[1]) => this.replies.push(port, encodeReply(r.id, o));
-      if ('refused' in r) reply({ status: Status.Rejected, message: `malformed request: ${r.refused}`, leader: -1 });
-      else if (r.kind === RequestKind.Propose) this.host.propose(r.payload, { forward: r.forward, timeoutMs: r.timeoutMs }, reply);
-      else this.host.read(r.payload, { consistency: r.consistency, forward: r.forward, timeoutMs: r.timeoutMs }, reply);
-    }
   }
 
   /** Post what is queued and close every channel. */
