@@ -19,7 +19,15 @@ async function fill(ratio: number): Promise<PeerStatus[]> {
       for (let n = k; n < KEYS; n += clerks.length) await ck.put(`key-${n}`, 'v'.repeat(100));
     }));
     for (const ck of clerks) ck.close();
-    return (await g.status()).peers.filter((p) => p.running) as PeerStatus[];
+    // A follower need not be caught up when the last Put returns (two peers
+    // make a quorum): look once every peer has applied all that committed.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const peers = (await g.status()).peers.filter((p) => p.running) as PeerStatus[];
+      const committed = Math.max(...peers.map((p) => p.commitIndex));
+      if (peers.every((p) => p.appliedIndex >= committed) || Date.now() > deadline) return peers;
+      await new Promise((r) => setTimeout(r, 20));
+    }
   } finally {
     await g.close();
   }
