@@ -13,6 +13,8 @@ import { decodeAdmin, type NodeReport } from '../lib/net/admin.js';
 import { formatHostPort } from '../lib/net/host-port.js';
 import type { NodeBoot, NodeBootResult, NodeControl, NodeFigures } from '../lib/net/node-boot.js';
 import { SqliteStorage } from '../storage/sqlite.js';
+import { PeerMeter } from '../lib/metrics/peer-meter.js';
+import type { NodeLog } from '../lib/net/node-boot.js';
 
 /**
  * The worker of one node process (`actor-raft serve`): its peer host, the
@@ -30,6 +32,12 @@ interface Running {
 }
 
 let node: Running | undefined;
+const meter = new PeerMeter();
+
+/** A log line for the main thread's logger (events are rare: role and leader changes, snapshots, errors). */
+function log(line: NodeLog): void {
+  parentPort!.postMessage({ log: line });
+}
 let failure: { name: string; message: string } | undefined;
 let stopped = false;
 
@@ -79,16 +87,37 @@ const booting: Promise<NodeBootResult> = (async () => {
     transport = await TcpTransport.open({ id: b.id, peers: b.members, tls: b.tls, listen: b.listenPeer });
     clients = await ClientServer.open({ listen: b.listenClient, tls: b.tls });
     storage = new SqliteStorage(b.store, { peer: b.id, fsync: b.fsync });
+    const timed = meter.timeStorage(storage);
     const sm = await loadStateMachine(b.stateMachine, { peer: b.id, peers: b.members.length, incarnation: 0 }, (url) => import(url));
     const bytes: ByteStateMachine = (sm as { codec?: string }).codec === 'bytes' ? (sm as unknown as ByteStateMachine) : byteStateMachine(sm);
-    const host = new PeerHost(
+    let lastRole = '';
+    let lastLeader = -2;
+    const host: PeerHost = new PeerHost(
       { id: b.id, peers: b.members.length, seed: b.seed, timing: b.timing, preVote: true, snapshotThreshold: b.snapshotThreshold, snapshotRatio: b.snapshotRatio },
-      { storage, transport, clock: realClock, stateMachine: bytes },
+      { storage: timed, transport, clock: realClock, stateMachine: bytes },
+      {
+        leaderChanged(term, leader) {
+          meter.leaderChanged(term, leader);
+          // Called from inside the host's drain (and once while it is built): read the role when the turn is done.
+          setImmediate(() => {
+            const role = host.status().role;
+            if (role === lastRole && leader === lastLeader) return;
+            const leaderName = leader >= 0 ? b.members[leader]!.name : '';
+            const msg = role === 'leader' ? 'became leader' : role === 'candidate' || role === 'precandidate' ? `started an election (${role})` : leader >= 0 ? `following ${leaderName}` : 'no leader known';
+            log({ level: 'info', msg, term, role, leader: leaderName });
+            lastRole = role;
+            lastLeader = leader;
+          });
+        },
+        snapshot(kind, index, bytes) {
+          log({ level: 'info', msg: kind === 'taken' ? 'took a snapshot' : 'installed a snapshot from the leader', term: host ? host.getState().term : 0, index, bytes });
+        },
+      },
     );
     const r: Running = { host, transport, clients };
     transport.onLost = (p) => host.unreachable(p);
     transport.listen((m) => host.receive(m));
-    clients.serve(host, admin(r));
+    clients.serve(host, { admin: admin(r), meter });
     node = r;
     if (stopped) stop();
     return { ok: true, peer: transport.address(), client: clients.address() };
@@ -119,6 +148,7 @@ const api: NodeControl = {
       host: node.host.status(),
       transport: node.transport.stats(),
       clients: node.clients.stats(),
+      meter: meter.figures(),
       heapUsedBytes: getHeapStatistics().used_heap_size,
       ...(cpuMs === undefined ? {} : { cpuMs }),
     };

@@ -15,6 +15,7 @@ import { FaultState } from '../lib/testing/faults.js';
 import { bundledStateMachines } from '../lib/node/bundled-state-machines.js';
 import { SqliteStorage } from '../storage/sqlite.js';
 import { MemoryStorage, type Storage } from '../storage/storage.js';
+import { PeerMeter } from '../lib/metrics/peer-meter.js';
 
 /**
  * A peer worker: builds one PeerHost from its boot message (storage, the
@@ -42,6 +43,7 @@ function run(b: PeerBoot): void {
   let peer: Booted | undefined;
   let failure: SerializedError | undefined;
   let stopped = false;
+  const meter = new PeerMeter();
 
   const booting = (async () => {
     let storage: Storage | undefined;
@@ -56,10 +58,15 @@ function run(b: PeerBoot): void {
       }
       const host = new PeerHost(
         { id: b.id, peers: b.n, seed: b.seed, timing: b.timing, ...b.host },
-        { storage, transport, clock: realClock, stateMachine: bytes },
-        b.events ? { leaderChanged: (term, leader) => b.events!.postMessage({ term, leader } satisfies LeaderEvent) } : {},
+        { storage: meter.timeStorage(storage), transport, clock: realClock, stateMachine: bytes },
+        {
+          leaderChanged: (term, leader) => {
+            meter.leaderChanged(term, leader);
+            b.events?.postMessage({ term, leader } satisfies LeaderEvent);
+          },
+        },
       );
-      const clients = new ClientService(host);
+      const clients = new ClientService(host, meter);
       for (const port of earlyClients) clients.attach(port);
       transport.onLost = (p) => host.unreachable(p);
       transport.listen((m) => host.receive(m));
@@ -92,6 +99,7 @@ function run(b: PeerBoot): void {
         garbage: p.transport.garbage() + p.clients.garbage(),
         heapUsedBytes: heap.used_heap_size,
         heapTotalBytes: heap.total_heap_size,
+        meter: meter.figures(),
         ...(cpuMs === undefined ? {} : { cpuMs }),
       };
     },

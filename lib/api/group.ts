@@ -7,6 +7,7 @@ import { GroupClient, type GroupHandle, type ProposeOptions, type ReadOptions } 
 import { GroupClosedError, NotLeaderError, OptionError, PeerNotRunningError, TimeoutError } from './errors.js';
 import { PeerSupervisor } from './supervisor.js';
 import { moduleUrl, type StateMachineSpec } from './state-machine.js';
+import type { Registry } from 'prom-client';
 
 export interface GroupOptions {
   /** Number of peers (1..64); each runs in its own worker thread. Odd numbers tolerate the most failures per peer. */
@@ -286,6 +287,24 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
       if (o.status === Status.Stopped) throw new PeerNotRunningError(leader, 'transferLeadership');
       throw new TimeoutError(`transferLeadership: ${o.message ?? 'did not complete'}`);
     }
+  }
+
+  /**
+   * A prom-client registry with every running peer's metrics, labelled
+   * peer="<id>" (term, role, indexes, leader changes, proposals by outcome
+   * and their latency, durable-write latency, snapshots, heap, CPU): each
+   * scrape asks the peers' threads once. Pass your own registry to add
+   * them to it. prom-client is loaded on the first call.
+   */
+  async metrics(registry?: Registry): Promise<Registry> {
+    const { peerRegistry } = await import('../metrics/registry.js');
+    const { Registry: RegistryClass } = await import('prom-client');
+    return peerRegistry(async () => {
+      const peers = this.closed ? [] : (await this.status()).peers;
+      return peers.flatMap((p) =>
+        p.running ? [{ labels: { peer: String(p.id) }, host: p, meter: p.meter, heapUsedBytes: p.heapUsedBytes, ...(p.cpuMs === undefined ? {} : { cpuMs: p.cpuMs }) }] : [],
+      );
+    }, registry ?? new RegistryClass());
   }
 
   /** Every peer's status, and the leader of the highest term among them. */

@@ -9,6 +9,10 @@
  */
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { pino, type Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { peerRegistry } from '../metrics/registry.js';
 import { parseArgs } from 'node:util';
 import { randomInt } from 'node:crypto';
 import { Comlink, nodeEndpoint, type Remote } from '../transport/comlink.js';
@@ -16,7 +20,7 @@ import { readTlsFiles, TlsConfigError, checkTlsFiles } from '../tls/tls-files.js
 import { parseInitialCluster, ClusterSpecError } from '../net/cluster-spec.js';
 import { parseHostPort, formatHostPort, AddressError, type HostPort } from '../net/host-port.js';
 import { checkDataDir, claimDataDir, DataDirError } from '../net/member-dir.js';
-import type { NodeBoot, NodeControl } from '../net/node-boot.js';
+import type { NodeBoot, NodeControl, NodeFigures, NodeLog } from '../net/node-boot.js';
 
 export const SERVE_USAGE = `usage: actor-raft serve --name NAME --initial-cluster NAME=HOST:PORT,... --ca FILE --cert FILE --key FILE [options]
   --name NAME                 this member (its certificate's common name)
@@ -29,6 +33,8 @@ export const SERVE_USAGE = `usage: actor-raft serve --name NAME --initial-cluste
                               the cluster's CA and this node's certificate and key (mutual TLS, required)
   --state-machine MODULE      the state machine's module (default the key/value service)
   --snapshot-threshold BYTES  snapshot once the Raft state reaches this (default 8388608; -1 never)
+  --listen-metrics HOST:PORT  serve Prometheus metrics over HTTP at /metrics (default off)
+  --log-level LEVEL           error, warn, info (default) or debug; logs are JSON lines on stdout
   --unsafe-no-fsync           do not fsync (a machine crash may lose acknowledged writes)`;
 
 /** A configuration that cannot run: the message names the problem. */
@@ -38,6 +44,8 @@ export class ServeConfigError extends Error {
 
 export interface ServeConfig {
   boot: NodeBoot;
+  metrics?: HostPort;
+  logLevel: string;
   dataDir: string;
   fresh: boolean;
   name: string;
@@ -62,6 +70,8 @@ export function serveConfig(args: string[]): ServeConfig {
         'state-machine': { type: 'string' },
         'snapshot-threshold': { type: 'string' },
         'unsafe-no-fsync': { type: 'boolean' },
+        'listen-metrics': { type: 'string' },
+        'log-level': { type: 'string' },
       },
     });
   } catch (e) {
@@ -87,6 +97,11 @@ export function serveConfig(args: string[]): ServeConfig {
   };
   const listenPeer = address('--listen-peer', v['listen-peer'], { host: me.host, port: me.port });
   const listenClient = address('--listen-client', v['listen-client'], { host: '127.0.0.1', port: 2379 });
+  const metrics = v['listen-metrics'] === undefined ? undefined : address('--listen-metrics', v['listen-metrics'], listenClient);
+  const logLevel = v['log-level'] ?? 'info';
+  if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) throw new ServeConfigError(`--log-level must be error, warn, info or debug, got ${logLevel}`);
+  const taken = [listenPeer, listenClient, ...(metrics ? [metrics] : [])].map(formatHostPort);
+  if (new Set(taken).size !== taken.length) throw new ServeConfigError(`--listen-peer, --listen-client and --listen-metrics must differ (${taken.join(', ')})`);
   if (formatHostPort(listenPeer) === formatHostPort(listenClient)) throw new ServeConfigError(`--listen-peer and --listen-client are both ${formatHostPort(listenPeer)}`);
   let snapshotThreshold = 8 << 20;
   if (v['snapshot-threshold'] !== undefined) {
@@ -100,6 +115,8 @@ export function serveConfig(args: string[]): ServeConfig {
   return {
     name: me.name,
     dataDir,
+    ...(metrics ? { metrics } : {}),
+    logLevel,
     fresh,
     boot: {
       id,
@@ -139,6 +156,7 @@ export async function serve(args: string[]): Promise<number> {
     config = serveConfig(args);
     await probe(config.boot.listenPeer, '--listen-peer');
     await probe(config.boot.listenClient, '--listen-client');
+    if (config.metrics) await probe(config.metrics, '--listen-metrics');
   } catch (e) {
     if (KNOWN.some((k) => e instanceof k)) {
       console.error(`actor-raft serve: ${(e as Error).message}`);
@@ -147,12 +165,21 @@ export async function serve(args: string[]): Promise<number> {
     throw e;
   }
   const { boot } = config;
+  const logger: Logger = pino({ level: config.logLevel, base: { node: config.name, id: boot.id } });
   if (config.fresh) claimDataDir(config.dataDir, { clusterId: boot.clusterId, name: config.name, id: boot.id });
   const worker = new Worker(new URL('../../workers/node-peer.js', import.meta.url), { workerData: boot });
+  // The main thread's own lines carry the latest term the worker reported.
+  let term = 0;
+  worker.on('message', (m: { log?: NodeLog }) => {
+    if (!m?.log) return;
+    term = m.log.term;
+    const { level, msg, ...fields } = m.log;
+    logger[level](fields, msg);
+  });
   const api = Comlink.wrap<NodeControl>(nodeEndpoint(worker)) as Remote<NodeControl>;
   let exited = false;
   const died = new Promise<number>((resolve) => {
-    worker.once('error', (e) => console.error(`actor-raft serve: the node failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`));
+    worker.once('error', (e) => logger.error({ term, err: e }, 'the node failed'));
     worker.once('exit', (code) => {
       exited = true;
       resolve(code === 0 ? 0 : 1);
@@ -164,10 +191,25 @@ export async function serve(args: string[]): Promise<number> {
     if (!exited) await worker.terminate();
     return 1;
   }
-  console.log(`${config.name} (member ${boot.id} of ${boot.members.length}, cluster ${boot.clusterId}) serving: peers on ${formatHostPort(ready.peer)}, clients on ${formatHostPort(ready.client)}, data in ${config.dataDir}`);
+  let http: HttpServer | undefined;
+  if (config.metrics) {
+    try {
+      http = await serveMetrics(config.metrics, () => api.figures(), config.name);
+    } catch (e) {
+      console.error(`actor-raft serve: ${(e as Error).message}`);
+      await api.stop().catch(() => {});
+      await worker.terminate();
+      return 1;
+    }
+  }
+  logger.info(
+    { term: (await api.figures()).host.term, peer: formatHostPort(ready.peer), client: formatHostPort(ready.client), ...(http ? { metrics: `http://${formatHostPort(config.metrics!)}/metrics` } : {}), dataDir: config.dataDir, cluster: boot.clusterId, members: boot.members.length },
+    'serving',
+  );
   const stopped = new Promise<number>((resolve) => {
     const stop = (signal: string) => {
-      console.log(`${config.name}: ${signal}, stopping`);
+      logger.info({ term, signal }, 'stopping');
+      http?.close();
       void api
         .stop()
         .catch(() => {})
@@ -177,5 +219,45 @@ export async function serve(args: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-  return Promise.race([stopped, died]);
+  const code = await Promise.race([stopped, died]);
+  http?.close();
+  return code;
+}
+
+/** GET /metrics: this node's figures (from its worker) and the process's own, in Prometheus' text format. */
+async function serveMetrics(at: HostPort, figures: () => Promise<NodeFigures>, name: string): Promise<HttpServer> {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  peerRegistry(async () => {
+    const f = await figures();
+    return [
+      {
+        labels: { node: name },
+        host: f.host,
+        meter: f.meter,
+        traffic: { sent: f.transport.sent, received: f.transport.received },
+        connections: {
+          refused: { peer: f.transport.refusedConnections, client: f.clients.refusedConnections },
+          garbage: { peer: f.transport.garbageConnections, client: f.clients.garbageConnections },
+        },
+        heapUsedBytes: f.heapUsedBytes,
+        ...(f.cpuMs === undefined ? {} : { cpuMs: f.cpuMs }),
+      },
+    ];
+  }, registry);
+  const server = createHttpServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are at /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new ServeConfigError(e.code === 'EADDRINUSE' ? `--listen-metrics ${formatHostPort(at)} is in use` : `--listen-metrics ${formatHostPort(at)}: ${e.message}`)));
+    server.listen(at.port, at.host, () => resolve());
+  });
+  return server;
 }

@@ -1,6 +1,6 @@
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { encodeReply, decodeRequests } from '../api/client-protocol.js';
-import { serveRequests, type AdminHandler } from '../node/client-service.js';
+import { serveRequests, type ServeExtras } from '../node/client-service.js';
 import type { PeerHost } from '../node/host.js';
 import { Status } from '../node/outcome.js';
 import type { TlsFiles } from '../tls/tls-files.js';
@@ -40,7 +40,7 @@ export class ClientServer {
   private readonly maxFrameBytes: number;
   private readonly maxBufferedBytes: number;
   private host: PeerHost | undefined;
-  private admin: AdminHandler | undefined;
+  private extras: ServeExtras = {};
   private closed = false;
   private readonly counts: ClientServerStats = { connections: 0, refusedConnections: 0, garbageConnections: 0, slowConnections: 0 };
 
@@ -80,10 +80,10 @@ export class ClientServer {
     return cs;
   }
 
-  /** Start answering: requests go to `host`, admin requests to `admin`. Until then a request is answered Stopped-free: NotLeader, nothing done. */
-  serve(host: PeerHost, admin: AdminHandler): void {
+  /** Start answering: requests go to `host`, admin requests to `extras.admin`. Until then every request is answered NotLeader (nothing done). */
+  serve(host: PeerHost, extras: ServeExtras): void {
     this.host = host;
-    this.admin = admin;
+    this.extras = extras;
     const previous = host.afterApply;
     // Answers leave as soon as they exist, not after the write the host does next.
     host.afterApply = () => {
@@ -138,7 +138,7 @@ export class ClientServer {
           for (const r of decodeRequests(f).requests) push(encodeReply(r.id, { status: Status.NotLeader, message: 'the node is starting', leader: -1 }));
           continue;
         }
-        if (serveRequests(this.host, f, push, this.admin) > 0) {
+        if (serveRequests(this.host, f, push, this.extras) > 0) {
           // A frame with values that are not requests: the client is broken or hostile.
           this.counts.garbageConnections++;
           return void s.destroy();

@@ -5,6 +5,15 @@ import type { HostPort } from './host-port.js';
 import type { NodeReport } from './admin.js';
 import type { ClientServerStats } from './client-server.js';
 import type { HostStatus } from '../node/host.js';
+import type { MeterFigures } from '../metrics/peer-meter.js';
+
+/** A structured log line from the node's worker: the main thread adds the node's name and id. */
+export interface NodeLog {
+  level: 'info' | 'warn' | 'error';
+  msg: string;
+  term: number;
+  [field: string]: unknown;
+}
 
 /** What `actor-raft serve` hands its node worker (as workerData). */
 export interface NodeBoot {
@@ -29,6 +38,7 @@ export interface NodeFigures {
   host: HostStatus;
   transport: TcpTransportStats;
   clients: ClientServerStats;
+  meter: MeterFigures;
   heapUsedBytes: number;
   cpuMs?: number;
 }

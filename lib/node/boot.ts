@@ -2,6 +2,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SerializedError } from '../api/errors.js';
 import type { HostStatus, PeerTiming } from './host.js';
 import type { Status } from './outcome.js';
+import type { MeterFigures } from '../metrics/peer-meter.js';
 
 /** Everything a peer worker is told when it boots (posted once, with its ports transferred). */
 export interface PeerBoot {
@@ -47,6 +48,8 @@ export interface PeerStatus extends HostStatus {
   /** The JavaScript heap of the peer's thread (V8's used and total heap sizes, bytes). */
   heapUsedBytes: number;
   heapTotalBytes: number;
+  /** Leader changes, client proposals by outcome with their latency, and durable writes' latency (for metrics). */
+  meter: MeterFigures;
   /** CPU time the peer's thread has used, in ms (Linux only; 10 ms resolution). */
   cpuMs?: number;
 }

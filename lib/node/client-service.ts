@@ -3,21 +3,29 @@ import { RequestKind, decodeRequests, encodeReply } from '../api/client-protocol
 import { PortBatches } from '../transport/port-batches.js';
 import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
 import type { PeerHost } from './host.js';
+import type { PeerMeter } from '../metrics/peer-meter.js';
 
 /** Serves admin requests (status, leadership transfer) where a node process offers them. */
 export type AdminHandler = (payload: Uint8Array, done: OutcomeCallback) => void;
+
+export interface ServeExtras {
+  admin?: AdminHandler;
+  /** Counts proposals and their latency. */
+  meter?: PeerMeter;
+}
 
 /**
  * Hand one received batch of client requests to the host (propose, read,
  * admin); each outcome goes to `reply` as an encoded reply. Returns how
  * many values in it were not requests at all (nothing to answer).
  */
-export function serveRequests(host: PeerHost, bytes: unknown, reply: (encoded: Uint8Array) => void, admin?: AdminHandler): number {
+export function serveRequests(host: PeerHost, bytes: unknown, reply: (encoded: Uint8Array) => void, extra: ServeExtras = {}): number {
+  const { admin, meter } = extra;
   const { requests, garbage } = decodeRequests(bytes);
   for (const r of requests) {
     const done = (o: Outcome) => reply(encodeReply(r.id, o));
     if ('refused' in r) done({ status: Status.Rejected, message: `malformed request: ${r.refused}`, leader: -1 });
-    else if (r.kind === RequestKind.Propose) host.propose(r.payload, { forward: r.forward, timeoutMs: r.timeoutMs }, done);
+    else if (r.kind === RequestKind.Propose) host.propose(r.payload, { forward: r.forward, timeoutMs: r.timeoutMs }, meter ? meter.timeProposal(done) : done);
     else if (r.kind === RequestKind.Read) host.read(r.payload, { consistency: r.consistency, forward: r.forward, timeoutMs: r.timeoutMs }, done);
     else if (admin) admin(r.payload, done);
     else done({ status: Status.Rejected, message: 'admin requests are served by node processes (actor-raft serve), not on this channel', leader: -1 });
@@ -37,7 +45,10 @@ export class ClientService {
   private closed = false;
   private dropped = 0;
 
-  constructor(private readonly host: PeerHost) {
+  constructor(
+    private readonly host: PeerHost,
+    private readonly meter?: PeerMeter,
+  ) {
     // Answers leave as soon as they exist, not after the write the host does next.
     host.afterApply = () => this.replies.flush();
   }
@@ -49,7 +60,7 @@ export class ClientService {
     }
     this.ports.push(port);
     port.on('message', (bytes: unknown) => {
-      if (!this.closed) this.dropped += serveRequests(this.host, bytes, (r) => this.replies.push(port, r));
+      if (!this.closed) this.dropped += serveRequests(this.host, bytes, (r) => this.replies.push(port, r), { meter: this.meter });
     });
   }
 

@@ -65,6 +65,8 @@ export interface HostSeams {
 export interface HostEvents {
   /** This peer's view of the term or the leader changed (leader -1: none known). */
   leaderChanged?(term: number, leader: number): void;
+  /** A snapshot was taken by this peer's policy or call, or one from a leader was installed. */
+  snapshot?(kind: 'taken' | 'installed', index: number, bytes: number): void;
 }
 
 export type ReadConsistency = 'linearizable' | 'lease' | 'stale';
@@ -96,6 +98,8 @@ export interface HostStatus extends CoreStatus {
   busyAnswers: number;
   /** Snapshots this peer's policy took since it started, and the latest snapshot's size (taken or installed). */
   snapshotsTaken: number;
+  /** Snapshots from a leader this peer installed since it started. */
+  snapshotsInstalled: number;
   snapshotBytes: number;
   /** The persisted Raft state's size as the snapshot policy counts it (the log and its metadata). */
   raftStateBytes: number;
@@ -202,6 +206,7 @@ export class PeerHost {
   private refusedSnapshots = 0;
   private busyAnswers = 0;
   private snapshotsTaken = 0;
+  private snapshotsInstalled = 0;
   private readies = 0;
   private entryWrites = 0;
   private entriesWritten = 0;
@@ -409,6 +414,7 @@ export class PeerHost {
     const data = this.sm.snapshot();
     if (!this.core.compact(this.applied, data)) return false;
     this.snapshotsTaken++;
+    this.events.snapshot?.('taken', this.applied, data.length);
     this.schedule();
     return true;
   }
@@ -433,6 +439,7 @@ export class PeerHost {
       pendingReads: this.reads.size,
       busyAnswers: this.busyAnswers,
       snapshotsTaken: this.snapshotsTaken,
+      snapshotsInstalled: this.snapshotsInstalled,
       readies: this.readies,
       entryWrites: this.entryWrites,
       entriesWritten: this.entriesWritten,
@@ -559,7 +566,11 @@ export class PeerHost {
       // Committed entries are durable on a majority already, so they are
       // applied, and their callers answered, before this Ready's own write:
       // the answers need not wait for an fsync that is not theirs.
-      if (rd.applySnapshot) this.restore(rd.applySnapshot);
+      if (rd.applySnapshot) {
+        this.restore(rd.applySnapshot);
+        this.snapshotsInstalled++;
+        this.events.snapshot?.('installed', rd.applySnapshot.index, rd.applySnapshot.data.length);
+      }
       if (rd.committed.length > 0) {
         this.apply(rd.committed);
         appliedNow += rd.committed.length;

@@ -46,6 +46,7 @@ export class ProcessCluster {
   readonly names: string[];
   peerPorts: number[] = [];
   clientPorts: number[] = [];
+  metricsPorts: number[] = [];
   readonly procs = new Map<string, NodeProc>();
   clientTls!: TlsFiles;
 
@@ -63,9 +64,10 @@ export class ProcessCluster {
       writeFileSync(join(c.dir, `${name}.key`), pem.key);
     }
     writeFileSync(join(c.dir, 'ca.crt'), ca.cert);
-    const ports = await freePorts(2 * names.length);
+    const ports = await freePorts(3 * names.length);
     c.peerPorts = ports.slice(0, names.length);
-    c.clientPorts = ports.slice(names.length);
+    c.clientPorts = ports.slice(names.length, 2 * names.length);
+    c.metricsPorts = ports.slice(2 * names.length);
     c.clientTls = readTlsFiles(c.tlsPaths('client'));
     return c;
   }
@@ -85,7 +87,7 @@ export class ProcessCluster {
   serveArgs(name: string): string[] {
     const i = this.names.indexOf(name);
     const t = this.tlsPaths(name);
-    return ['serve', '--name', name, '--initial-cluster', this.initialCluster(), '--listen-client', `127.0.0.1:${this.clientPorts[i]}`, '--data-dir', this.dataDir(name), '--ca', t.ca, '--cert', t.cert, '--key', t.key];
+    return ['serve', '--name', name, '--initial-cluster', this.initialCluster(), '--listen-client', `127.0.0.1:${this.clientPorts[i]}`, '--listen-metrics', `127.0.0.1:${this.metricsPorts[i]}`, '--data-dir', this.dataDir(name), '--ca', t.ca, '--cert', t.cert, '--key', t.key];
   }
 
   /** Run the CLI once; resolves with its exit code and output. */
@@ -119,7 +121,7 @@ export class ProcessCluster {
     await within(
       new Promise<void>((resolve, reject) => {
         const check = () => {
-          if (p.out.includes(' serving: ')) resolve();
+          if (p.out.includes('"msg":"serving"')) resolve();
         };
         child.stdout!.on('data', check);
         void p.exited.then((code) => reject(new Error(`node ${name} exited with ${code} while starting: ${p.out}`)));
@@ -157,6 +159,23 @@ export class ProcessCluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** The node's /metrics text. */
+  async metrics(name: string): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.metricsPorts[this.names.indexOf(name)]}/metrics`, { signal: AbortSignal.timeout(5000) });
+    if (res.status !== 200) throw new Error(`/metrics of ${name} answered ${res.status}`);
+    return res.text();
+  }
+
+  /** The node's log lines so far (JSON), parsed. */
+  logs(name: string): Record<string, unknown>[] {
+    const p = this.procs.get(name);
+    if (!p) return [];
+    return p.out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
   remote(): RemoteCluster {
     return new RemoteCluster({ endpoints: this.clientPorts.map((port) => ({ host: '127.0.0.1', port })), tls: this.clientTls });
   }
@@ -166,7 +185,9 @@ export class ProcessCluster {
     const end = Date.now() + ms;
     while (Date.now() < end) {
       const all = await remote.statusAll(1000);
-      const leading = all.find((s) => s.report?.role === 'leader');
+      // The leader of the highest term: one of an older term may not know yet that it was replaced.
+      const top = Math.max(...all.map((s) => s.report?.term ?? 0));
+      const leading = all.find((s) => s.report?.role === 'leader' && s.report.term === top);
       if (leading) return leading.report!.name;
       await sleep(20);
     }

@@ -160,6 +160,43 @@ t.test('the command-line client: put, append, get, status, members, transfer-lea
   t.equal(r.code, 2, 'a usage error: exit 2');
 });
 
+/** The value of one sample in Prometheus text (first match), or undefined. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
+t.test('metrics on /metrics and JSON log lines with the node and its term', async (t) => {
+  const leader = await cluster.leader(remote);
+  const before = await cluster.metrics(leader);
+  const okBefore = sample(before, 'actor_raft_proposals_total', { outcome: 'Ok' }) ?? 0;
+  const ck = remote.clerk();
+  for (let i = 0; i < 20; i++) await ck.put('metered', String(i));
+  ck.close();
+  const text = await cluster.metrics(leader);
+  t.equal(sample(text, 'actor_raft_role', { node: leader, role: 'leader' }), 1, 'the leader reports role leader');
+  t.ok((sample(text, 'actor_raft_proposals_total', { outcome: 'Ok' }) ?? 0) - okBefore >= 20, 'its Ok proposals grew by the 20 Puts');
+  t.ok((sample(text, 'actor_raft_proposal_duration_seconds_count') ?? 0) >= 20, 'the proposal latency histogram counted them');
+  t.ok((sample(text, 'actor_raft_storage_save_duration_seconds_count') ?? 0) > 0, 'durable writes are timed');
+  t.ok((sample(text, 'actor_raft_messages_sent_total', { type: 'Append' }) ?? 0) > 0, 'Append messages sent are counted');
+  t.ok((sample(text, 'actor_raft_message_bytes_received_total', { type: 'AppendResponse' }) ?? 0) > 0, 'and the bytes of their answers received');
+  t.equal(sample(text, 'actor_raft_term'), (await reports()).get(leader)!.term, 'the term matches the node\'s status');
+  t.ok((sample(text, 'actor_raft_commit_index') ?? 0) > 0, 'the commit index');
+  t.ok(sample(text, 'process_resident_memory_bytes') !== undefined, 'and the process\'s own metrics');
+  const follower = cluster.names.find((n) => n !== leader)!;
+  t.equal(sample(await cluster.metrics(follower), 'actor_raft_role', { role: 'follower' }), 1, 'a follower reports role follower');
+
+  const lines = cluster.names.flatMap((n) => cluster.logs(n));
+  t.ok(lines.length > 0, 'the nodes log JSON lines');
+  t.ok(lines.every((l) => typeof l.node === 'string' && typeof l.id === 'number' && typeof l.term === 'number'), 'every line has the node, its id and the term');
+  t.ok(lines.some((l) => l.msg === 'became leader'), 'an election is logged');
+  t.ok(lines.some((l) => l.msg === 'serving'), 'so is the start');
+});
+
 /** Open a TLS connection with the given material; resolves once the server has closed it (or after ms). */
 function connectAndWait(port: number, opts: { ca: string; cert?: string; key?: string }, send?: Buffer, ms = 3000): Promise<{ closedByServer: boolean }> {
   return new Promise((resolve) => {
@@ -184,6 +221,7 @@ t.test('connections without a certificate or with another CA\'s are refused and 
   const impostor = await issueCertificate(other, 'client');
   const ca = readFileSync(cluster.tlsPaths('client').ca, 'utf8');
   const before = (await reports()).get('a')!;
+  const metricsBefore = await cluster.metrics('a');
   for (const [what, port] of [['client', cluster.clientPorts[0]!], ['peer', cluster.peerPorts[0]!]] as const) {
     const none = await connectAndWait(port, { ca });
     t.ok(none.closedByServer, `${what} port: no certificate, closed`);
@@ -193,6 +231,11 @@ t.test('connections without a certificate or with another CA\'s are refused and 
   const after = (await reports()).get('a')!;
   t.equal(after.refusedConnections.client - before.refusedConnections.client, 2, 'two refusals counted on the client port');
   t.equal(after.refusedConnections.peer - before.refusedConnections.peer, 2, 'two refusals counted on the peer port');
+  const metricsAfter = await cluster.metrics('a');
+  for (const port of ['client', 'peer']) {
+    const grew = (sample(metricsAfter, 'actor_raft_refused_connections_total', { port }) ?? 0) - (sample(metricsBefore, 'actor_raft_refused_connections_total', { port }) ?? 0);
+    t.equal(grew, 2, `and in the metrics (${port} port)`);
+  }
   const r = await cluster.run(['get', 'greeting', ...cluster.clientArgs()]);
   t.equal(r.code, 0, 'the cluster serves on');
 });
