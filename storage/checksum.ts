@@ -12,6 +12,8 @@ import { crc32 } from 'node:zlib';
 const KIND_ENTRY = 1;
 const KIND_HARD_STATE = 2;
 const KIND_SNAPSHOT = 3;
+const KIND_CONFIG_ENTRY = 4;
+const KIND_SNAPSHOT_WITH_CONFIG = 5;
 
 // One scratch header per thread: a tag byte and up to two numbers (safe integers are exact as float64).
 const head = new DataView(new ArrayBuffer(17));
@@ -30,14 +32,17 @@ function extend(crc: number, data: Uint8Array): number {
   return data.length === 0 ? crc : crc32(data, crc);
 }
 
-export function entryChecksum(index: number, term: number, data: Uint8Array): number {
-  return extend(header(KIND_ENTRY, index, term), data);
+/** `kind` 1: a Config entry (its own tag, so a command's bytes never pass for a configuration). */
+export function entryChecksum(index: number, term: number, data: Uint8Array, kind = 0): number {
+  return extend(header(kind === 1 ? KIND_CONFIG_ENTRY : KIND_ENTRY, index, term), data);
 }
 
 export function hardStateChecksum(term: number, vote: number): number {
   return header(KIND_HARD_STATE, term, vote);
 }
 
-export function snapshotChecksum(index: number, term: number, data: Uint8Array): number {
-  return extend(header(KIND_SNAPSHOT, index, term), data);
+/** With `config` (its encoded configuration) the checksum covers it too, after the data. */
+export function snapshotChecksum(index: number, term: number, data: Uint8Array, config?: Uint8Array): number {
+  if (!config) return extend(header(KIND_SNAPSHOT, index, term), data);
+  return extend(extend(header(KIND_SNAPSHOT_WITH_CONFIG, index, term), data), config);
 }

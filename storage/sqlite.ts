@@ -3,7 +3,8 @@ import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, rmSy
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import type { Entry, InitialState, Ready, Snapshot } from '../lib/raft/types.js';
+import { EntryType, type Entry, type InitialState, type Ready, type Snapshot } from '../lib/raft/types.js';
+import { decodeConfig, encodeConfig } from '../lib/raft/config.js';
 import { entryChecksum, hardStateChecksum, snapshotChecksum } from './checksum.js';
 import { StorageError, storageFailure } from './errors.js';
 import { PeerFileLock } from './file-lock.js';
@@ -31,8 +32,15 @@ function nativeBinding(): { nativeBinding?: string } {
   return addonPath ? { nativeBinding: addonPath } : {};
 }
 
-/** The schema this code writes and reads (PRAGMA user_version). Version 1 had no checksums. */
-export const SCHEMA_VERSION = 2;
+/**
+ * The schema this code writes and reads (PRAGMA user_version). Version 1
+ * had no checksums; version 2 had no Config entries (log.kind) nor a
+ * snapshot's configuration (snapshot.config): a version 2 file is read as
+ * it is and upgraded when a peer takes it over (the two columns added, in
+ * one transaction; every stored checksum stays valid).
+ */
+export const SCHEMA_VERSION = 3;
+const UPGRADABLE_VERSION = 2;
 
 /** The steps of creating a peer file, in order (a fault test kills the process at each). */
 export type CreateStep = 'temp-opened' | 'temp-written' | 'temp-closed' | 'temp-synced' | 'linked' | 'dir-synced' | 'temp-removed';
@@ -54,9 +62,19 @@ export interface SqliteOptions {
 const SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
   CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 1), term INTEGER NOT NULL, vote INTEGER NOT NULL, crc INTEGER NOT NULL);
-  CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL);
-  CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL);
+  CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL, kind INTEGER NOT NULL DEFAULT 0);
+  CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL, config BLOB);
 `;
+
+const UPGRADE_2_TO_3 = `
+  ALTER TABLE log ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE snapshot ADD COLUMN config BLOB;
+  PRAGMA user_version = 3;
+`;
+
+function schemaVersion(db: Database.Database): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
 
 /**
  * meta 'session' tells, as the main file holds it, whether the main file is
@@ -159,26 +177,47 @@ function readSession(db: Database.Database): unknown {
 
 /** The stored snapshot, its checksum verified. */
 function readSnapshotRow(db: Database.Database, file: string): Snapshot | undefined {
-  const row = db.prepare('SELECT idx, term, data, crc FROM snapshot WHERE id = 1').get() as
-    | { idx: number; term: number; data: Buffer; crc: number }
+  const v3 = schemaVersion(db) >= 3;
+  const row = db.prepare(`SELECT idx, term, data, crc${v3 ? ', config' : ', NULL AS config'} FROM snapshot WHERE id = 1`).get() as
+    | { idx: number; term: number; data: Buffer; crc: number; config: Buffer | null }
     | undefined;
   if (!row) return undefined;
-  if (snapshotChecksum(row.idx, row.term, row.data) !== row.crc) {
+  const config = row.config ?? undefined;
+  if (snapshotChecksum(row.idx, row.term, row.data, config) !== row.crc) {
     throw new StorageError('corrupt', file, `the snapshot through index ${row.idx} fails its checksum (stored bytes changed)`, { index: row.idx });
   }
-  return { index: row.idx, term: row.term, data: new Uint8Array(row.data) };
+  const snap: Snapshot = { index: row.idx, term: row.term, data: new Uint8Array(row.data) };
+  if (config) {
+    try {
+      snap.config = decodeConfig(config);
+    } catch (e) {
+      throw new StorageError('corrupt', file, `the snapshot through index ${row.idx} holds ${(e as Error).message}`, { index: row.idx });
+    }
+  }
+  return snap;
 }
 
 /** The stored log, every entry's checksum verified. */
 function readLog(db: Database.Database, file: string): Entry[] {
-  const rows = db.prepare('SELECT idx, term, data, crc FROM log ORDER BY idx').raw().all() as [number, number, Buffer, number][];
+  const v3 = schemaVersion(db) >= 3;
+  const rows = db.prepare(`SELECT idx, term, data, crc, ${v3 ? 'kind' : '0'} FROM log ORDER BY idx`).raw().all() as [number, number, Buffer, number, number][];
   const out: Entry[] = new Array(rows.length);
   for (let k = 0; k < rows.length; k++) {
-    const [index, term, data, crc] = rows[k]!;
-    if (entryChecksum(index, term, data) !== crc) {
+    const [index, term, data, crc, kind] = rows[k]!;
+    if (kind !== EntryType.Command && kind !== EntryType.Config) throw new StorageError('corrupt', file, `log entry ${index} has an unknown kind ${kind}`, { index });
+    if (entryChecksum(index, term, data, kind) !== crc) {
       throw new StorageError('corrupt', file, `log entry ${index} fails its checksum (stored bytes changed)`, { index });
     }
-    out[k] = { index, term, data: new Uint8Array(data) };
+    if (kind === EntryType.Config) {
+      try {
+        decodeConfig(data);
+      } catch (e) {
+        throw new StorageError('corrupt', file, `log entry ${index} holds ${(e as Error).message}`, { index });
+      }
+      out[k] = { index, term, data: new Uint8Array(data), type: EntryType.Config };
+    } else {
+      out[k] = { index, term, data: new Uint8Array(data) };
+    }
   }
   return out;
 }
@@ -210,7 +249,7 @@ function openChecked(file: string): Database.Database {
     if (version === 1) {
       throw new StorageError('unknown-version', file, `has schema version 1 (written before stored values carried checksums); this code reads version ${SCHEMA_VERSION}`);
     }
-    if (version !== SCHEMA_VERSION) {
+    if (version !== SCHEMA_VERSION && version !== UPGRADABLE_VERSION) {
       throw new StorageError('unknown-version', file, `has schema version ${version}; this code reads version ${SCHEMA_VERSION}`);
     }
     return db;
@@ -318,7 +357,7 @@ export class SqliteStorage implements Storage {
     const db = this.db;
     this.stmts = {
       hard: db.prepare('UPDATE hard_state SET term = ?, vote = ?, crc = ? WHERE id = 1'),
-      snap: db.prepare('INSERT OR REPLACE INTO snapshot (id, idx, term, data, crc) VALUES (1, ?, ?, ?, ?)'),
+      snap: db.prepare('INSERT OR REPLACE INTO snapshot (id, idx, term, data, crc, config) VALUES (1, ?, ?, ?, ?, ?)'),
       dropUpTo: db.prepare('DELETE FROM log WHERE idx <= ?'),
       dropFrom: db.prepare('DELETE FROM log WHERE idx >= ?'),
       dropAfter: db.prepare('DELETE FROM log WHERE idx > ?'),
@@ -328,7 +367,7 @@ export class SqliteStorage implements Storage {
     // statement step per row costs more than the row's own bytes.
     const inserts = INSERT_ROWS.map((rows) => ({
       rows,
-      stmt: db.prepare(`INSERT INTO log (idx, term, data, crc) VALUES ${Array(rows).fill('(?, ?, ?, ?)').join(', ')}`),
+      stmt: db.prepare(`INSERT INTO log (idx, term, data, crc, kind) VALUES ${Array(rows).fill('(?, ?, ?, ?, ?)').join(', ')}`),
     }));
     const entries = this.initial!.entries;
     this.storedLast = entries.length > 0 ? entries[entries.length - 1]!.index : 0;
@@ -336,7 +375,8 @@ export class SqliteStorage implements Storage {
       if (rd.hardState) s.hard.run(rd.hardState.term, rd.hardState.vote, hardStateChecksum(rd.hardState.term, rd.hardState.vote));
       if (rd.snapshot) {
         const sn = rd.snapshot;
-        s.snap.run(sn.index, sn.term, sn.data, snapshotChecksum(sn.index, sn.term, sn.data));
+        const config = sn.config ? encodeConfig(sn.config) : undefined;
+        s.snap.run(sn.index, sn.term, sn.data, snapshotChecksum(sn.index, sn.term, sn.data, config), config ?? null);
         s.dropUpTo.run(sn.index);
       }
       // The highest index a stored row may have (storedLast is an upper bound).
@@ -352,7 +392,8 @@ export class SqliteStorage implements Storage {
             const args: unknown[] = [];
             for (let k = at; k < at + rows; k++) {
               const e = rd.entries[k]!;
-              args.push(e.index, e.term, e.data, entryChecksum(e.index, e.term, e.data));
+              const kind = e.type ?? EntryType.Command;
+              args.push(e.index, e.term, e.data, entryChecksum(e.index, e.term, e.data, kind), kind);
             }
             stmt.run(args);
             at += rows;
@@ -389,6 +430,7 @@ export class SqliteStorage implements Storage {
     this.initial = verify(file, opts.peer);
     const db = new Database(file, { fileMustExist: true, ...nativeBinding() });
     try {
+      if (schemaVersion(db) === UPGRADABLE_VERSION) db.transaction(() => db.exec(UPGRADE_2_TO_3))();
       db.pragma(`synchronous = ${opts.fsync === false ? 'OFF' : 'FULL'}`);
       db.pragma('wal_autocheckpoint = 0');
       const mode = db.pragma('journal_mode = WAL', { simple: true });

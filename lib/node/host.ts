@@ -1,6 +1,7 @@
 import { RaftCore, type CoreStatus, type PlantedBugs } from '../raft/core.js';
 import { seededRng } from '../raft/prng.js';
-import { MessageType, Role, type Entry, type ReadState, type Snapshot, type SnapshotRequest } from '../raft/types.js';
+import { EntryType, MessageType, Role, type ClusterConfig, type Entry, type ReadState, type Snapshot, type SnapshotRequest } from '../raft/types.js';
+import type { ConfigChange } from '../raft/config.js';
 import type { Storage } from '../../storage/storage.js';
 import { HostMessageType, type ForwardReply, type ForwardRequest, type WireMessage } from './messages.js';
 import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
@@ -19,7 +20,10 @@ export interface PeerTiming {
 
 export interface HostOptions {
   id: number;
-  peers: number;
+  /** The voters are 0..peers-1 (unless `voters` is given). */
+  peers?: number;
+  /** The voters the cluster starts with; [] for a server joining a running cluster. */
+  voters?: number[];
   /** Seeds the core's PRNG (election timeouts). */
   seed: number;
   timing: PeerTiming;
@@ -65,6 +69,8 @@ export interface HostSeams {
 export interface HostEvents {
   /** This peer's view of the term or the leader changed (leader -1: none known). */
   leaderChanged?(term: number, leader: number): void;
+  /** The configuration in force changed (a Config entry appended or truncated away, or a snapshot installed). */
+  configChanged?(config: ClusterConfig): void;
   /** A snapshot was taken by this peer's policy or call, or one from a leader was installed. */
   snapshot?(kind: 'taken' | 'installed', index: number, bytes: number): void;
 }
@@ -86,6 +92,9 @@ export interface ReadOptions {
 }
 
 export interface HostStatus extends CoreStatus {
+  /** The configuration in force (the latest in the log) and whether it is committed. */
+  config: ClusterConfig;
+  configCommitted: boolean;
   /** The last index handed to the state machine (or restored from a snapshot). */
   stateMachineIndex: number;
   /** Commands whose apply threw, on this peer since it started. */
@@ -151,6 +160,15 @@ interface PendingForward {
   timer: TimerHandle;
 }
 
+interface PendingPromotion {
+  id: number;
+  /** The commit index the learner must reach. */
+  target: number;
+  deadline: number;
+  term: number;
+  done: OutcomeCallback;
+}
+
 interface PendingTransfer {
   to: number;
   done: OutcomeCallback;
@@ -207,6 +225,8 @@ export class PeerHost {
   private busyAnswers = 0;
   private snapshotsTaken = 0;
   private snapshotsInstalled = 0;
+  private promotions: PendingPromotion[] = [];
+  private reportedConfig: ClusterConfig | undefined;
   private readies = 0;
   private entryWrites = 0;
   private entriesWritten = 0;
@@ -254,6 +274,7 @@ export class PeerHost {
     this.core = new RaftCore({
       id: opts.id,
       peers: opts.peers,
+      voters: opts.voters,
       electionTicks: opts.timing.electionTicks,
       heartbeatTicks: opts.timing.heartbeatTicks,
       maxInflight: opts.maxInflight,
@@ -391,8 +412,8 @@ export class PeerHost {
    */
   transferLeadership(to: number, timeoutMs: number, done: OutcomeCallback): void {
     if (this.stopped) return done(this.outcome(Status.Stopped, `peer ${this.id} is stopped`));
-    if (!Number.isSafeInteger(to) || to < 0 || to >= this.core.n) {
-      return done(this.outcome(Status.Rejected, `there is no peer ${String(to)} (peers are 0..${this.core.n - 1})`));
+    if (!this.core.isVoter(to)) {
+      return done(this.outcome(Status.Rejected, `peer ${String(to)} is not a voter (voters: ${this.core.config().voters.join(', ')})`));
     }
     this.catchUp();
     if (to === this.id && this.core.isLeader()) return done(this.outcome(Status.Ok));
@@ -406,6 +427,64 @@ export class PeerHost {
     };
     this.transfer = t;
     this.schedule();
+  }
+
+  /**
+   * A single-server membership change (thesis 4.2): Ok once its Config
+   * entry is applied here. NotLeader (nothing done) if this peer does not
+   * lead; Rejected, with `code`, for a change that does not apply (another
+   * is in flight: 'in-progress'; 'already-member', 'not-member',
+   * 'not-learner', 'last-voter'), the configuration unchanged. A promotion
+   * waits until the learner holds everything committed when it was asked
+   * (thesis 4.2.1: it must not slow the commits it will count in), and
+   * answers Timeout if that does not happen in time.
+   */
+  changeMembership(change: ConfigChange, timeoutMs: number, done: OutcomeCallback): void {
+    if (this.stopped) return done(this.outcome(Status.Stopped, `peer ${this.id} is stopped`));
+    this.catchUp();
+    if (!this.core.isLeader()) return done(this.notLeader('changeMembership'));
+    const ms = clampTimeout(timeoutMs);
+    if (change.type === 'promote' && this.core.config().learners.includes(change.id)) {
+      const target = this.core.log.commitIndex;
+      const deadline = this.clock.now() + ms;
+      const wait: PendingPromotion = { id: change.id, target, deadline, done, term: this.core.currentTerm() };
+      this.promotions.push(wait);
+      // Checked after every drain: the learner's answers drain, and so do the leader's heartbeats.
+      this.checkPromotions();
+      return;
+    }
+    this.proposeChange(change, ms, done);
+  }
+
+  private proposeChange(change: ConfigChange, timeoutMs: number, done: OutcomeCallback): void {
+    const placed = this.core.proposeConfigChange(change);
+    if (typeof placed === 'string') {
+      if (placed === 'not-leader') return done(this.notLeader('changeMembership'));
+      const why: Record<string, string> = {
+        'in-progress': 'another membership change is not committed yet (or this leader has not committed an entry of its term)',
+        'already-member': `peer ${change.id} is already ${this.core.isVoter(change.id) ? 'a voter' : 'a learner'}`,
+        'not-member': `peer ${change.id} is not a member`,
+        'not-learner': `peer ${change.id} is not a learner (add it as a learner first)`,
+        'last-voter': `peer ${change.id} is the last voter`,
+      };
+      return done({ ...this.outcome(Status.Rejected, `${placed}: ${why[placed] ?? placed}`), code: placed });
+    }
+    this.track(placed.index, placed.term, timeoutMs, 0, done);
+    this.schedule();
+  }
+
+  /** Promotions whose learner has caught up are proposed; those past their deadline, or of an older leadership, end. */
+  private checkPromotions(): void {
+    if (this.promotions.length === 0) return;
+    const now = this.clock.now();
+    const left: PendingPromotion[] = [];
+    for (const w of this.promotions) {
+      if (!this.core.isLeader() || this.core.currentTerm() !== w.term) w.done(this.notLeader('changeMembership'));
+      else if (this.core.matchOf(w.id) >= w.target) this.proposeChange({ type: 'promote', id: w.id }, Math.max(1, w.deadline - now), w.done);
+      else if (now >= w.deadline) w.done(this.outcome(Status.Timeout, `learner ${w.id} did not catch up (it holds ${this.core.matchOf(w.id)} of ${w.target}) in time; nothing was changed`));
+      else left.push(w);
+    }
+    this.promotions = left;
   }
 
   /** Take a snapshot of the state machine now and compact the log up to what it has applied. */
@@ -432,6 +511,8 @@ export class PeerHost {
   status(): HostStatus {
     return {
       ...this.core.status(),
+      config: this.core.config(),
+      configCommitted: this.core.configCommitted(),
       stateMachineIndex: this.applied,
       applyErrors: this.applyErrors,
       pendingProposals: this.proposals.size + this.forwards.size,
@@ -457,6 +538,7 @@ export class PeerHost {
     if (this.timer !== undefined) this.clock.clearTimer(this.timer);
     const why = `peer ${this.id} stopped`;
     this.failProposals(Status.Stopped, `${why}; the proposal may or may not be applied`);
+    for (const w of this.promotions.splice(0)) w.done(this.outcome(Status.Stopped, `${why}; the learner was not promoted`));
     for (const [ctx, f] of this.forwards) {
       this.forwards.delete(ctx);
       this.clock.clearTimer(f.timer);
@@ -608,8 +690,9 @@ export class PeerHost {
       if (e.index <= this.applied) continue;
       let result: Uint8Array | undefined;
       let failure: string | undefined;
-      // An empty entry is the core's own (a new leader's, for a read): no command.
-      if (e.data.length > 0) {
+      // An empty entry is the core's own (a new leader's, for a read), a Config entry the core's too: no command.
+      const command = e.data.length > 0 && e.type !== EntryType.Config;
+      if (command) {
         try {
           result = this.sm.apply(e.data, { index: e.index, term: e.term }, this.proposals.has(e.index));
         } catch (err) {
@@ -652,6 +735,12 @@ export class PeerHost {
     }
     if (this.waitingReads.length > 0) this.serveWaitingReads();
     if (this.transfer) this.checkTransfer();
+    if (this.promotions.length > 0) this.checkPromotions();
+    const config = core.config();
+    if (config !== this.reportedConfig) {
+      this.reportedConfig = config;
+      this.events.configChanged?.(config);
+    }
     if (this.snapshotDue()) {
       this.takeSnapshot();
       // Compaction is a Ready of its own: written on the next drain (scheduled by takeSnapshot).

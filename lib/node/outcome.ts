@@ -33,6 +33,8 @@ export interface Outcome {
   leader: number;
   /** Where the proposal's entry sat, when it got one. */
   index?: number;
+  /** Why a membership change was refused (Rejected): 'in-progress', 'already-member', 'not-member', 'not-learner', 'last-voter'. */
+  code?: string;
 }
 
 export type OutcomeCallback = (o: Outcome) => void;

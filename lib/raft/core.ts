@@ -1,16 +1,20 @@
 import { RaftLog } from './log.js';
 import { Progress } from './progress.js';
 import { committedIndex, majority } from './quorum.js';
+import { applyChange, decodeConfig, encodeConfig, initialConfig, membersOf, type ConfigChange, type ConfigRefusal } from './config.js';
 import type { Rng } from './prng.js';
 import { messageProblem } from './validate.js';
 import {
   MAX_TERM,
   MAX_TERM_JUMP,
+  MAX_PEER_ID,
+  EntryType,
   MessageType,
   RaftOptionError,
   Role,
   type AppendRequest,
   type AppendResponse,
+  type ClusterConfig,
   type Entry,
   type HardState,
   type InitialState,
@@ -28,8 +32,15 @@ import {
 
 export interface CoreOptions {
   id: PeerId;
-  /** Cluster size; peers are 0..peers-1. */
-  peers: number;
+  /** Cluster size: the voters are 0..peers-1 (unless `voters` is given). */
+  peers?: number;
+  /**
+   * The voters the cluster starts with (the configuration until the log or
+   * a snapshot holds a later one). Empty: a server that joins an existing
+   * cluster; it learns the configuration from the leader and never
+   * campaigns before it is a voter.
+   */
+  voters?: PeerId[];
   /** Election timeout is drawn uniformly from [electionTicks, 2*electionTicks). */
   electionTicks: number;
   /** A leader sends heartbeats every heartbeatTicks ticks. */
@@ -104,6 +115,8 @@ export interface PlantedBugs {
   keepConflictingSuffix?: boolean;
   /** Never hand a vote to storage: it is lost on restart. */
   forgetVote?: boolean;
+  /** Accept a configuration change while another one is still uncommitted (thesis 4.1 forbids it). */
+  concurrentConfigChanges?: boolean;
   /** Let every message leave before the Ready is written, votes and responses too. */
   everythingEarly?: boolean;
   /** Answer a ReadIndex read at once, without the round that confirms this peer still leads. */
@@ -173,8 +186,18 @@ function requireInt(option: string, value: unknown, min: number): number {
  */
 export class RaftCore {
   readonly id: PeerId;
-  readonly n: number;
   readonly log: RaftLog;
+  /** The configuration in force: the latest in the log, committed or not (thesis 4.1). */
+  private cfg!: ClusterConfig;
+  private voterSet = new Set<PeerId>();
+  /** Every member but this peer (voters and learners), sorted. */
+  private others: PeerId[] = [];
+  /** The configuration as of the snapshot (or the initial one). */
+  private baseConfig: ClusterConfig;
+  /** Config entries in the log after the snapshot, in index order. */
+  private configLog: { index: number; config: ClusterConfig }[] = [];
+  /** The tick the configuration last changed (leases are not trusted across a change). */
+  private configChangedAt = -Infinity;
   private term: number;
   private vote: PeerId;
   private role: Role = Role.Follower;
@@ -207,7 +230,7 @@ export class RaftCore {
   private responders = new Set<PeerId>();
   /** This campaign skipped pre-vote (a transfer's): nothing is known of who is up. */
   private forcedCampaign = false;
-  private progress: Progress[] = [];
+  private progress = new Map<PeerId, Progress>();
   private needBroadcast = false;
   private msgs: Message[] = [];
   private persistedHard: HardState;
@@ -241,9 +264,18 @@ export class RaftCore {
   private transferredInTerm = false;
 
   constructor(opts: CoreOptions) {
-    this.n = requireInt('peers', opts.peers, 1);
     this.id = requireInt('id', opts.id, 0);
-    if (this.id >= this.n) throw new RaftOptionError('id', `must be below peers (${this.n}), got ${this.id}`);
+    if (this.id > MAX_PEER_ID) throw new RaftOptionError('id', `must be at most ${MAX_PEER_ID}, got ${this.id}`);
+    let voters: PeerId[];
+    if (opts.voters !== undefined) {
+      if (!Array.isArray(opts.voters)) throw new RaftOptionError('voters', 'must be a list of peer ids');
+      voters = opts.voters;
+    } else {
+      const n = requireInt('peers', opts.peers, 1);
+      if (this.id >= n) throw new RaftOptionError('id', `must be below peers (${n}), got ${this.id}`);
+      voters = Array.from({ length: n }, (_, k) => k);
+    }
+    for (const v of voters) if (!Number.isSafeInteger(v) || v < 0 || v > MAX_PEER_ID) throw new RaftOptionError('voters', `holds ${String(v)}, not a peer id`);
     this.electionTicks = requireInt('electionTicks', opts.electionTicks, 1);
     this.heartbeatTicks = requireInt('heartbeatTicks', opts.heartbeatTicks, 1);
     if (this.heartbeatTicks >= this.electionTicks) {
@@ -273,7 +305,133 @@ export class RaftCore {
     this.persistedHard = { term: this.term, vote: this.vote };
     this.snapshot = init?.snapshot ?? { index: 0, term: 0, data: new Uint8Array(0) };
     this.log = new RaftLog(this.snapshot, init?.entries ?? []);
+    const start = initialConfig(voters);
+    this.baseConfig = this.snapshot.config ?? start;
+    this.noteEntries(init?.entries ?? []);
+    this.setConfig(this.configLog.length > 0 ? this.configLog[this.configLog.length - 1]!.config : this.baseConfig);
+    this.configChangedAt = -Infinity;
     this.resetElectionTimer();
+  }
+
+  // ---- configuration (thesis chapter 4) -----------------------------------------
+
+  /** The configuration in force: the latest one in the log, committed or not. */
+  config(): ClusterConfig {
+    return this.cfg;
+  }
+
+  /** Whether the latest configuration in the log is committed (a new change may start). */
+  configCommitted(): boolean {
+    const last = this.configLog[this.configLog.length - 1];
+    return !last || last.index <= this.log.commitIndex;
+  }
+
+  isVoter(p: PeerId = this.id): boolean {
+    return this.voterSet.has(p);
+  }
+
+  /** What this leader knows of member p's log: its match index, -1 when not leading or p is not a member. */
+  matchOf(p: PeerId): number {
+    if (this.role !== Role.Leader) return -1;
+    return this.progress.get(p)?.match ?? -1;
+  }
+
+  /**
+   * Propose a single-server change (thesis 4.2): append a Config entry,
+   * which takes effect here at once and on each peer when it appends it.
+   * Refused while an earlier change is uncommitted, before this leader has
+   * committed an entry of its own term (a leader may not know the latest
+   * committed configuration before that), and during a leadership transfer.
+   */
+  proposeConfigChange(change: ConfigChange): { index: number; term: number; config: ClusterConfig } | ConfigRefusal {
+    if (this.role !== Role.Leader || this.transferee !== -1) return 'not-leader';
+    if (!this.bugs.concurrentConfigChanges && (!this.configCommitted() || !this.committedInTerm())) return 'in-progress';
+    const next = applyChange(this.cfg, change);
+    if (typeof next === 'string') return next;
+    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, data: encodeConfig(next), type: EntryType.Config };
+    this.log.append(entry);
+    this.noteEntries([entry]);
+    this.setConfig(next);
+    this.needBroadcast = true;
+    return { index: entry.index, term: entry.term, config: next };
+  }
+
+  /**
+   * A leader removed from the configuration steps down once the change is
+   * committed (thesis 4.2.2): until then it leads the new configuration
+   * without counting itself. Checked after each input, not in the middle of
+   * handling one (the handlers go on using the leader's state).
+   */
+  /**
+   * A voter campaigns; so does a server that an uncommitted change in its
+   * own log removed. Without it that change could never commit when the
+   * leader that appended it fell: the remaining voters may lack the entry,
+   * and the only up-to-date server would not stand. It wins only with a
+   * majority of the new configuration's voters (it does not count itself),
+   * and steps down once the change commits.
+   */
+  private mayCampaign(): boolean {
+    if (this.voterSet.has(this.id)) return true;
+    if (this.configCommitted() || this.configLog.length === 0) return false;
+    return this.configAt(this.configLog[this.configLog.length - 1]!.index - 1).voters.includes(this.id);
+  }
+
+  /** Votes (or pre-votes) granted by voters of the configuration in force, this peer's own included only if it is one. */
+  private granted(): number {
+    let k = 0;
+    for (const v of this.votes) if (this.voterSet.has(v)) k++;
+    return k;
+  }
+
+  private stepDownIfRemoved(): void {
+    if (this.role === Role.Leader && !this.voterSet.has(this.id) && this.configCommitted()) this.becomeFollower(this.term, -1);
+  }
+
+  private setConfig(c: ClusterConfig): void {
+    if (c === this.cfg) return;
+    this.cfg = c;
+    this.voterSet = new Set(c.voters);
+    this.others = membersOf(c).filter((p) => p !== this.id);
+    this.configChangedAt = this.ticks;
+    if (this.role !== Role.Leader) return;
+    // A new member is probed from the last entry (the one that added it, when this leader just appended it).
+    for (const p of this.others) {
+      if (!this.progress.has(p)) this.progress.set(p, new Progress(Math.max(1, this.log.lastIndex()), this.maxInflight, this.ticks));
+    }
+    for (const p of [...this.progress.keys()]) if (p !== this.id && !this.voterSet.has(p) && !c.learners.includes(p)) this.progress.delete(p);
+    if (this.transferee !== -1 && !this.voterSet.has(this.transferee)) this.transferee = -1;
+    this.maybeCommit();
+  }
+
+  /** Record the Config entries among `entries` (just appended to the log). */
+  private noteEntries(entries: Entry[]): void {
+    for (const e of entries) if (e.type === EntryType.Config) this.configLog.push({ index: e.index, config: decodeConfig(e.data) });
+  }
+
+  /** The log lost everything from `index` on: so did its configurations. */
+  private noteTruncated(index: number): void {
+    while (this.configLog.length > 0 && this.configLog[this.configLog.length - 1]!.index >= index) this.configLog.pop();
+  }
+
+  /** The configuration as of log index `index` (at or after the snapshot). */
+  private configAt(index: number): ClusterConfig {
+    let c = this.baseConfig;
+    for (const e of this.configLog) {
+      if (e.index > index) break;
+      c = e.config;
+    }
+    return c;
+  }
+
+  /** The log now starts after a snapshot through `index` whose configuration is `config`. */
+  private noteCompacted(index: number, config: ClusterConfig): void {
+    this.baseConfig = config;
+    this.configLog = this.configLog.filter((e) => e.index > index && this.log.term(e.index) !== undefined);
+  }
+
+  private refreshConfig(): void {
+    const last = this.configLog[this.configLog.length - 1];
+    this.setConfig(last ? last.config : this.baseConfig);
   }
 
   status(): CoreStatus {
@@ -324,7 +482,9 @@ export class RaftCore {
     }
     this.electionElapsed++;
     if (this.electionElapsed >= this.randomizedElection) {
-      if (this.preVote) this.preCampaign();
+      // A learner, or a server not (or no longer) in the configuration, never campaigns.
+      if (!this.mayCampaign()) this.resetElectionTimer();
+      else if (this.preVote) this.preCampaign();
       else this.campaign();
     }
   }
@@ -340,8 +500,8 @@ export class RaftCore {
       if (this.holdsEntries()) return 1;
       if (this.transferee !== -1) due = Math.min(due, this.electionTicks - this.transferElapsed);
       if (this.commitToPropagate()) due = Math.min(due, this.committedAt + COMMIT_NOTICE_TICKS - this.ticks);
-      for (let p = 0; p < this.n; p++) {
-        const at = p === this.id ? undefined : this.progress[p]!.oldestInflightAt();
+      for (const p of this.others) {
+        const at = this.progress.get(p)!.oldestInflightAt();
         if (at !== undefined) due = Math.min(due, at + this.retransmitTicks - this.ticks);
       }
       return Math.max(1, due);
@@ -373,7 +533,13 @@ export class RaftCore {
    * are merely late or repeated are taken (and ignored) as before.
    */
   step(m: Message): boolean {
-    if (messageProblem(m, this.n) !== undefined || m.to !== this.id || m.from === this.id) return false;
+    const ok = this.stepMessage(m);
+    this.stepDownIfRemoved();
+    return ok;
+  }
+
+  private stepMessage(m: Message): boolean {
+    if (messageProblem(m, MAX_PEER_ID + 1) !== undefined || m.to !== this.id || m.from === this.id) return false;
     if (m.term > this.term + MAX_TERM_JUMP) return false;
     if (m.type === MessageType.ReadIndexResponse) {
       // Valid whatever the terms now: the leader confirmed it led after the read arrived.
@@ -425,7 +591,7 @@ export class RaftCore {
         break;
       case MessageType.TimeoutNow:
         // Only a follower of this term is handed leadership; anything else is stale.
-        if (this.role !== Role.Leader) this.campaign(true);
+        if (this.role !== Role.Leader && this.mayCampaign()) this.campaign(true);
         break;
     }
     return true;
@@ -466,7 +632,7 @@ export class RaftCore {
    * not lead.
    */
   transferLeadership(to: PeerId): 'not-leader' | undefined {
-    if (!Number.isSafeInteger(to) || to < 0 || to >= this.n) throw new RaftOptionError('to', `must be a peer in [0, ${this.n - 1}], got ${String(to)}`);
+    if (!this.voterSet.has(to)) throw new RaftOptionError('to', `must be a voter (${this.cfg.voters.join(', ')}), got ${String(to)}`);
     if (this.role !== Role.Leader) return 'not-leader';
     if (to === this.id || to === this.transferee) return undefined;
     this.transferee = to;
@@ -474,13 +640,13 @@ export class RaftCore {
     this.timeoutNowSent = false;
     this.transferredInTerm = true;
     this.maybeSendTimeoutNow();
-    if (!this.timeoutNowSent && this.progress[to]!.canSend()) this.sendAppend(to);
+    if (!this.timeoutNowSent && this.progress.get(to)!.canSend()) this.sendAppend(to);
     return undefined;
   }
 
   private maybeSendTimeoutNow(): void {
     if (this.transferee === -1 || this.timeoutNowSent) return;
-    if (!this.bugs.transferWithoutCatchUp && this.progress[this.transferee]!.match < this.log.lastIndex()) return;
+    if (!this.bugs.transferWithoutCatchUp && this.progress.get(this.transferee)!.match < this.log.lastIndex()) return;
     this.send({ type: MessageType.TimeoutNow, from: this.id, to: this.transferee, term: this.term });
     this.timeoutNowSent = true;
     // The target gets a whole election timeout to win from here: giving up
@@ -502,8 +668,10 @@ export class RaftCore {
       throw new RaftOptionError('index', `cannot snapshot at ${index}: only ${this.log.appliedIndex} is applied`);
     }
     const term = this.log.term(index)!;
+    const config = this.configAt(index);
     this.log.compactTo(index, term);
-    this.snapshot = { index, term, data };
+    this.noteCompacted(index, config);
+    this.snapshot = { index, term, data, config };
     this.unpersistedSnapshot = this.snapshot;
     return true;
   }
@@ -576,8 +744,9 @@ export class RaftCore {
     const applied = rd.committed[rd.committed.length - 1];
     if (applied && applied.index > this.log.appliedIndex) this.log.appliedIndex = applied.index;
     if (this.role === Role.Leader) {
-      this.progress[this.id]!.maybeUpdate(this.log.stableIndex);
+      this.progress.get(this.id)!.maybeUpdate(this.log.stableIndex);
       this.maybeCommit();
+      this.stepDownIfRemoved();
     }
   }
 
@@ -597,7 +766,7 @@ export class RaftCore {
     }
     this.role = Role.Follower;
     this.leader = leader;
-    this.progress = [];
+    this.progress = new Map();
     this.votes.clear();
     this.needBroadcast = false;
     this.resetElectionTimer();
@@ -614,14 +783,14 @@ export class RaftCore {
     this.leader = -1;
     this.votes = new Set([this.id]);
     this.resetElectionTimer();
-    if (this.votes.size >= majority(this.n)) {
+    if (this.granted() >= majority(this.cfg.voters.length)) {
       this.becomeLeader();
       return;
     }
     // After a pre-vote round, only the peers that answered it are asked (a
     // late answer brings its own request): the silent ones are down or cut
     // off, and asking them again would only cost a message each.
-    for (let p = 0; p < this.n; p++) {
+    for (const p of this.cfg.voters) {
       if (p !== this.id && (force || !this.preVote || this.responders.has(p))) this.requestVote(p, this.term, false);
     }
   }
@@ -638,11 +807,11 @@ export class RaftCore {
     this.votes = new Set([this.id]);
     this.responders = new Set();
     this.resetElectionTimer();
-    if (this.votes.size >= majority(this.n)) {
+    if (this.granted() >= majority(this.cfg.voters.length)) {
       this.campaign();
       return;
     }
-    for (let p = 0; p < this.n; p++) if (p !== this.id) this.requestVote(p, this.term + 1, true);
+    for (const p of this.cfg.voters) if (p !== this.id) this.requestVote(p, this.term + 1, true);
   }
 
   private handleVote(m: VoteRequest): void {
@@ -677,14 +846,15 @@ export class RaftCore {
     if (this.role !== Role.Follower) this.responders.add(m.from);
     if (m.pre) {
       if (this.role === Role.Candidate && fresh) this.requestVote(m.from, this.term, false);
-      if (this.role !== Role.PreCandidate || !m.granted || m.term !== this.term + 1) return;
+      if (this.role !== Role.PreCandidate || !m.granted || m.term !== this.term + 1 || !this.voterSet.has(m.from)) return;
       this.votes.add(m.from);
-      if (this.votes.size >= majority(this.n)) this.campaign();
+      if (this.granted() >= majority(this.cfg.voters.length)) this.campaign();
       return;
     }
-    if (this.role !== Role.Candidate || !m.granted) return;
+    // Only the votes of this peer's configuration's voters count.
+    if (this.role !== Role.Candidate || !m.granted || !this.voterSet.has(m.from)) return;
     this.votes.add(m.from);
-    if (this.votes.size >= majority(this.n)) this.becomeLeader();
+    if (this.granted() >= majority(this.cfg.voters.length)) this.becomeLeader();
   }
 
   private becomeLeader(): void {
@@ -696,21 +866,21 @@ export class RaftCore {
     this.roundStarts = [{ seq: 1, at: this.ticks }];
     this.transferee = -1;
     this.transferredInTerm = false;
-    this.progress = [];
+    this.progress = new Map();
     // The quorum check counts from the election: the votes just received.
-    for (let p = 0; p < this.n; p++) this.progress.push(new Progress(this.log.lastIndex() + 1, this.maxInflight, this.ticks));
-    this.progress[this.id]!.maybeUpdate(this.log.stableIndex);
-    this.progress[this.id]!.becomeReplicate();
+    for (const p of [this.id, ...this.others]) this.progress.set(p, new Progress(this.log.lastIndex() + 1, this.maxInflight, this.ticks));
+    this.progress.get(this.id)!.maybeUpdate(this.log.stableIndex);
+    this.progress.get(this.id)!.becomeReplicate();
     // Assert leadership at once rather than waiting a heartbeat interval; with
-    // pre-vote, only to the peers known to be up.
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      if (!this.preVote || this.forcedCampaign || this.responders.has(p)) {
+    // pre-vote, only to the peers known to be up (learners are not asked for
+    // votes, so nothing is known of them: they are sent to).
+    for (const p of this.others) {
+      if (!this.preVote || this.forcedCampaign || this.responders.has(p) || !this.voterSet.has(p)) {
         this.sendAppend(p);
       } else {
         // Presumed down: new entries wait for a heartbeat round, and rounds
         // contact it at the silent-follower pace until it answers.
-        const pr = this.progress[p]!;
+        const pr = this.progress.get(p)!;
         pr.paused = true;
         pr.silentRounds = SILENT_ROUNDS_BACKOFF;
       }
@@ -766,8 +936,13 @@ export class RaftCore {
         continue;
       }
       // A conflicting entry and everything after it goes; an absent one is appended.
-      if (existing !== undefined) this.log.truncateFrom(e.index);
+      if (existing !== undefined) {
+        this.log.truncateFrom(e.index);
+        this.noteTruncated(e.index);
+      }
       for (let j = k; j < entries.length; j++) this.log.append(entries[j]!);
+      this.noteEntries(k === 0 ? entries : entries.slice(k));
+      this.refreshConfig();
       break;
     }
 
@@ -786,7 +961,9 @@ export class RaftCore {
   /** False: an answer no follower of this leader sends (beyond its log, or a round never sent it). */
   private handleAppendResponse(m: AppendResponse): boolean {
     if (this.role !== Role.Leader) return true;
-    const pr = this.progress[m.from]!;
+    const pr = this.progress.get(m.from);
+    // A server no longer in the configuration (or not yet in this leader's): nothing to track.
+    if (!pr) return m.index <= this.log.lastIndex();
     // A follower answers only what this leader sent it: an index this log
     // does not hold would let entries that do not exist count as replicated.
     if (m.index > this.log.lastIndex() || (m.seq ?? 0) > pr.sentSeq) return false;
@@ -836,7 +1013,10 @@ export class RaftCore {
       return;
     }
     // Keep the entries that follow a matching snapshot point; otherwise the whole log goes.
+    const config = snap.config ?? this.configAt(snap.index);
     this.log.compactTo(snap.index, snap.term);
+    this.noteCompacted(snap.index, config);
+    this.refreshConfig();
     this.snapshot = snap;
     this.unpersistedSnapshot = snap;
     this.unappliedSnapshot = snap;
@@ -847,7 +1027,8 @@ export class RaftCore {
   private handleSnapshotResponse(m: SnapshotResponse): boolean {
     if (this.role !== Role.Leader) return true;
     if (m.index > this.log.lastIndex()) return false;
-    const pr = this.progress[m.from]!;
+    const pr = this.progress.get(m.from);
+    if (!pr) return true;
     pr.heard(this.ticks);
     pr.maybeUpdate(m.index);
     if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
@@ -859,7 +1040,7 @@ export class RaftCore {
   }
 
   private sendSnapshot(to: PeerId): void {
-    const pr = this.progress[to]!;
+    const pr = this.progress.get(to)!;
     this.send({ type: MessageType.Snapshot, from: this.id, to, term: this.term, snapshot: this.snapshot });
     pr.becomeSnapshot(this.snapshot.index);
     pr.lastSentAt = this.ticks;
@@ -867,7 +1048,8 @@ export class RaftCore {
 
   /** 5.4.2: only entries of the current term are committed by counting replicas. */
   private maybeCommit(): void {
-    const n = committedIndex(this.progress.map((p) => p.match));
+    // A majority of the voters of the configuration in force; this leader counts only if it is one.
+    const n = committedIndex(this.cfg.voters.map((p) => this.progress.get(p)?.match ?? 0));
     invariant(n <= this.log.lastIndex(), `a majority matches ${n}, beyond the last index ${this.log.lastIndex()}`);
     if (n > this.log.commitIndex && (this.log.term(n) === this.term || this.bugs.commitPreviousTerm)) {
       this.log.commitIndex = n;
@@ -930,7 +1112,7 @@ export class RaftCore {
 
   /** The newest round a majority (this leader included) has echoed. */
   private quorumSeq(): number {
-    return committedIndex(this.progress.map((pr, p) => (p === this.id ? this.seq : pr.ackedSeq)));
+    return committedIndex(this.cfg.voters.map((p) => (p === this.id ? this.seq : (this.progress.get(p)?.ackedSeq ?? 0))));
   }
 
   private releaseReads(): void {
@@ -954,6 +1136,9 @@ export class RaftCore {
    */
   private leaseHolds(): boolean {
     if (!this.leaseReads || !this.preVote || this.transferredInTerm) return false;
+    // The peers that refuse pre-votes for this lease were counted in one
+    // configuration; right after a change another majority may exist.
+    if (this.ticks - this.configChangedAt < this.electionTicks) return false;
     const q = this.quorumSeq();
     while (this.roundStarts.length > 1 && this.roundStarts[1]!.seq <= q) this.roundStarts.shift();
     const start = this.roundStarts[0];
@@ -981,17 +1166,14 @@ export class RaftCore {
     if (this.needBroadcast) {
       this.needBroadcast = false;
       if (this.role === Role.Leader) {
-        for (let p = 0; p < this.n; p++) {
-          if (p === this.id) continue;
-          if (this.shouldStream(this.progress[p]!)) this.sendAppend(p);
-        }
+        for (const p of this.others) if (this.shouldStream(this.progress.get(p)!)) this.sendAppend(p);
       }
     }
     if (this.roundWanted) {
       // A read waits for this round: every follower not yet sent it gets a heartbeat.
       this.roundWanted = false;
       if (this.role === Role.Leader) {
-        for (let p = 0; p < this.n; p++) if (p !== this.id && this.progress[p]!.sentSeq < this.seq) this.sendHeartbeat(p);
+        for (const p of this.others) if (this.progress.get(p)!.sentSeq < this.seq) this.sendHeartbeat(p);
       }
     }
   }
@@ -1030,9 +1212,8 @@ export class RaftCore {
     const last = this.log.lastIndex();
     if (this.role !== Role.Leader) return last;
     let limit = -1;
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      const pr = this.progress[p]!;
+    for (const p of this.others) {
+      const pr = this.progress.get(p)!;
       if (pr.state !== 'replicate') continue;
       limit = Math.max(limit, pr.inflightCount() > 0 ? pr.next - 1 : last);
     }
@@ -1040,7 +1221,7 @@ export class RaftCore {
   }
 
   private sendAppend(to: PeerId): void {
-    const pr = this.progress[to]!;
+    const pr = this.progress.get(to)!;
     const prev = pr.next - 1;
     const prevTerm = this.log.term(prev);
     if (prevTerm === undefined) {
@@ -1079,7 +1260,7 @@ export class RaftCore {
 
   /** An empty AppendEntries anchored at the known match, so it cannot be refused spuriously. */
   private sendHeartbeat(to: PeerId): void {
-    const pr = this.progress[to]!;
+    const pr = this.progress.get(to)!;
     const commit = this.log.commitIndex;
     this.send({
       type: MessageType.Append,
@@ -1101,9 +1282,8 @@ export class RaftCore {
   private heartbeatRound(): void {
     // Each round is a new round number, so the lease can be renewed by it.
     if (this.seqSent) this.newRound();
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      const pr = this.progress[p]!;
+    for (const p of this.others) {
+      const pr = this.progress.get(p)!;
       // A streaming follower sent something during this interval needs no
       // heartbeat; a lost AppendEntries is caught by retransmitLost().
       if (pr.state === 'replicate' && this.ticks - pr.lastSentAt < this.heartbeatTicks) continue;
@@ -1142,9 +1322,8 @@ export class RaftCore {
    * follower until a heartbeat round noticed; resend it after a short wait.
    */
   private retransmitLost(): void {
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      const pr = this.progress[p]!;
+    for (const p of this.others) {
+      const pr = this.progress.get(p)!;
       const at = pr.oldestInflightAt();
       if (pr.state !== 'replicate' || at === undefined || this.ticks - at < this.retransmitTicks) continue;
       pr.becomeProbe();
@@ -1159,9 +1338,9 @@ export class RaftCore {
    */
   private ticksUntilQuorumLost(): number {
     const heard: number[] = [];
-    for (let p = 0; p < this.n; p++) if (p !== this.id) heard.push(this.progress[p]!.heardAt);
+    for (const p of this.cfg.voters) if (p !== this.id) heard.push(this.progress.get(p)!.heardAt);
     heard.sort((a, b) => b - a);
-    const need = majority(this.n) - 1;
+    const need = majority(this.cfg.voters.length) - (this.voterSet.has(this.id) ? 1 : 0);
     if (need === 0) return Infinity;
     return heard[need - 1]! + this.electionTicks - this.ticks;
   }
@@ -1169,9 +1348,8 @@ export class RaftCore {
   /** Entries wait for some follower's answer or the next tick (see shouldStream). */
   private holdsEntries(): boolean {
     const last = this.log.lastIndex();
-    for (let p = 0; p < this.n; p++) {
-      if (p === this.id) continue;
-      const pr = this.progress[p]!;
+    for (const p of this.others) {
+      const pr = this.progress.get(p)!;
       if (pr.state === 'replicate' && pr.next <= last && pr.canSend()) return true;
     }
     return false;
@@ -1179,19 +1357,19 @@ export class RaftCore {
 
   /** A follower in the stream that has not been told the commit index its log already allows. */
   private needsCommit(p: PeerId): boolean {
-    const pr = this.progress[p]!;
+    const pr = this.progress.get(p)!;
     return pr.state === 'replicate' && pr.sentCommit < Math.min(this.log.commitIndex, pr.match);
   }
 
   private commitToPropagate(): boolean {
-    for (let p = 0; p < this.n; p++) if (p !== this.id && this.needsCommit(p)) return true;
+    for (const p of this.others) if (this.needsCommit(p)) return true;
     return false;
   }
 
   /** Followers learn a new commit index within a few ticks instead of one heartbeat. */
   private propagateCommit(): void {
     if (this.ticks - this.committedAt < COMMIT_NOTICE_TICKS) return;
-    for (let p = 0; p < this.n; p++) if (p !== this.id && this.needsCommit(p)) this.sendHeartbeat(p);
+    for (const p of this.others) if (this.needsCommit(p)) this.sendHeartbeat(p);
   }
 
   private send(m: Message): void {

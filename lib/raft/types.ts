@@ -1,11 +1,35 @@
-/** Identifies a peer inside one cluster: its position 0..n-1. */
+/** Identifies a peer inside one cluster: a stable id in [0, MAX_PEER_ID], never reused for another peer. */
 export type PeerId = number;
 
-/** A log entry. `data` is opaque to the core (the service's encoded command). */
+/** The largest peer id (ids are small integers so that they pack small on the wire). */
+export const MAX_PEER_ID = 2 ** 31 - 1;
+
+/** What an entry holds: a command for the state machine, or a new cluster configuration. */
+export const EntryType = { Command: 0, Config: 1 } as const;
+export type EntryType = (typeof EntryType)[keyof typeof EntryType];
+
+/**
+ * A log entry. `data` is opaque to the core (the service's encoded command),
+ * except in a Config entry (type 1), where it is the new configuration
+ * (encodeConfig). An entry without `type` is a command.
+ */
 export interface Entry {
   index: number;
   term: number;
   data: Uint8Array;
+  type?: EntryType;
+}
+
+/**
+ * A cluster configuration (thesis 4.1): the voters, whose majority decides
+ * elections and commits, and the learners, which receive the log but do not
+ * vote. Ids appear once, sorted. `context` carries what the host needs to
+ * reach a member (its name and address), opaque to the core.
+ */
+export interface ClusterConfig {
+  voters: PeerId[];
+  learners: PeerId[];
+  context?: Record<string, string>;
 }
 
 /** What Figure 2 calls persistent state, apart from the log. */
@@ -22,6 +46,8 @@ export interface SnapshotMeta {
 
 export interface Snapshot extends SnapshotMeta {
   data: Uint8Array;
+  /** The configuration as of `index` (absent: the one the peer started with). */
+  config?: ClusterConfig;
 }
 
 /**

@@ -1,4 +1,5 @@
-import { MAX_INDEX, MAX_TERM, MessageType, type Message } from './types.js';
+import { EntryType, MAX_INDEX, MAX_TERM, MessageType, type Message } from './types.js';
+import { configProblem, decodeConfig } from './config.js';
 
 /**
  * The rules every Raft message must meet whatever the receiver's state:
@@ -7,7 +8,9 @@ import { MAX_INDEX, MAX_TERM, MessageType, type Message } from './types.js';
  * by RaftCore.step (which drops such a message, so a core fed directly is
  * as safe as one behind the codec).
  *
- *  - type: one of MessageType; from, to: peers in [0, peers).
+ *  - type: one of MessageType; from, to: peer ids in [0, peers).
+ *  - an entry's type, when given, is a command or a Config entry whose
+ *    data is a configuration; a snapshot's config, when given, is one.
  *  - term: an integer in [0, MAX_TERM]. Every other term field is an
  *    integer in [0, term]: a peer's log never holds an entry of a term
  *    beyond its own, and a pre-vote asks about a term beyond its log's.
@@ -51,11 +54,19 @@ export function messageProblem(m: Message, peers: number): string | undefined {
       for (let k = 0; k < entries.length; k++) {
         const e: unknown = entries[k];
         if (typeof e !== 'object' || e === null) return `entry ${k} is not an object`;
-        const { index, term: t, data } = e as Record<string, unknown>;
+        const { index, term: t, data, type } = e as Record<string, unknown>;
         if (index !== m.prevLogIndex + 1 + k) return `entry ${k} has index ${String(index)}, not ${m.prevLogIndex + 1 + k}`;
         const tp = intIn(t, floor, term, `entry ${k} term`);
         if (tp) return tp;
         if (!(data instanceof Uint8Array)) return `entry ${k} data is not bytes`;
+        if (type !== undefined && type !== EntryType.Command && type !== EntryType.Config) return `entry ${k} has type ${String(type)}`;
+        if (type === EntryType.Config) {
+          try {
+            decodeConfig(data);
+          } catch (err) {
+            return `entry ${k}: ${(err as Error).message}`;
+          }
+        }
         floor = t as number;
       }
       return undefined;
@@ -74,11 +85,12 @@ export function messageProblem(m: Message, peers: number): string | undefined {
     case MessageType.Snapshot: {
       const s: unknown = m.snapshot;
       if (typeof s !== 'object' || s === null) return 'snapshot is not an object';
-      const { index, term: t, data } = s as Record<string, unknown>;
+      const { index, term: t, data, config } = s as Record<string, unknown>;
       return (
         intIn(index, 0, MAX_INDEX, 'snapshot index') ??
         intIn(t, 0, term, 'snapshot term') ??
-        (data instanceof Uint8Array ? undefined : 'snapshot data is not bytes')
+        (data instanceof Uint8Array ? undefined : 'snapshot data is not bytes') ??
+        (config === undefined ? undefined : configProblem(config as never))
       );
     }
     case MessageType.SnapshotResponse:

@@ -18,12 +18,13 @@ export interface BatchResult {
   crashes: number;
   reads: number;
   transfers: number;
+  configChanges: number;
   failures: SimResult[];
 }
 
 /** Run seeds [from, from+count) and keep only what a report needs. */
 export function runBatch(task: BatchTask): BatchResult {
-  const out: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, crashes: 0, reads: 0, transfers: 0, failures: [] };
+  const out: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, crashes: 0, reads: 0, transfers: 0, configChanges: 0, failures: [] };
   for (let seed = task.from; seed < task.from + task.count; seed++) {
     const r = simulate({ seed, peers: task.peers, faultMs: task.faultMs, bugs: task.bugs });
     out.seeds++;
@@ -34,6 +35,7 @@ export function runBatch(task: BatchTask): BatchResult {
     out.crashes += r.crashes;
     out.reads += r.reads;
     out.transfers += r.transfers;
+    out.configChanges += r.configChanges;
     if (!r.ok) out.failures.push(r);
   }
   return out;

@@ -1,7 +1,8 @@
 import { MemoryStorage, type Storage } from '../../storage/storage.js';
 import type { PlantedBugs } from '../raft/core.js';
 import { randInt, seededRng, type Rng } from '../raft/prng.js';
-import { MessageType, type InitialState, type Ready } from '../raft/types.js';
+import { EntryType, MessageType, type InitialState, type Ready } from '../raft/types.js';
+import type { ConfigChange } from '../raft/config.js';
 import { PeerHost, type ReadConsistency } from '../node/host.js';
 import { HostMessageType, type WireMessage } from '../node/messages.js';
 import { Status, type Outcome } from '../node/outcome.js';
@@ -16,7 +17,12 @@ import { EventHeap } from './heap.js';
  * partitions, and storage whose crashes lose everything a peer had not
  * written. One seeded PRNG drives every choice, so a seed replays exactly.
  * Clients propose commands (some through followers, which forward them),
- * read by ReadIndex or lease, and ask for leadership transfers.
+ * read by ReadIndex or lease, and ask for leadership transfers. With
+ * membership changes on, the cluster starts with three voters of five
+ * peers and the leader is asked, at random moments and regardless of
+ * whether one is in flight, to add learners, promote them and remove
+ * members (the leader too); a removed peer is shut down once its removal
+ * commits, and may be added back later with its disk.
  * Invariants are checked after every event; after the fault phase,
  * liveness is checked: a new command must commit and every peer catch up.
  */
@@ -38,6 +44,8 @@ export interface SimOptions {
   preVote?: boolean;
   /** Leaders refuse proposals without a quorum. Default: seeds whose seed mod 4 is 2 or 3 do. */
   refuseWithoutQuorum?: boolean;
+  /** Membership changes during the fault phase. Default: seeds whose seed mod 5 is 2, 3 or 4 (then 5 peers, 3 voters at first). */
+  membership?: boolean;
   /** Events kept for the failure trace. Default 30. */
   traceSize?: number;
 }
@@ -59,6 +67,8 @@ export interface SimResult {
   reads: number;
   /** Leadership transfers that completed. */
   transfers: number;
+  /** Membership changes that committed. */
+  configChanges: number;
 }
 
 export class Violation extends Error {
@@ -75,6 +85,8 @@ type SimEvent =
   | { time: number; seq: number; kind: 'propose' }
   | { time: number; seq: number; kind: 'read' }
   | { time: number; seq: number; kind: 'transfer' }
+  | { time: number; seq: number; kind: 'member' }
+  | { time: number; seq: number; kind: 'retire'; peer: number }
   | { time: number; seq: number; kind: 'restart'; peer: number }
   | { time: number; seq: number; kind: 'heal' };
 
@@ -101,6 +113,8 @@ interface SimPeer {
   crashAfter: Ready | undefined;
   /** With that crash, bring back every peer that is down (Figure 8's step (d) needs the diverged one). */
   reviveOthers: boolean;
+  /** Removed from the cluster (the removal committed): shut down until it is added back. */
+  retired: boolean;
 }
 
 function mix(h: number, x: number): number {
@@ -275,6 +289,9 @@ export class Simulation {
   private crashes = 0;
   private reads = 0;
   private transfers = 0;
+  private configChanges = 0;
+  private readonly membership: boolean;
+  private readonly initialVoters: number;
   private marker = 0;
   private markerCommitted = false;
   /** Index the marker command was committed at. */
@@ -284,7 +301,9 @@ export class Simulation {
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
     this.rng = seededRng(opts.seed);
-    this.n = opts.peers ?? (this.rng() < 0.5 ? 3 : 5);
+    this.membership = opts.membership ?? opts.seed % 5 >= 2;
+    this.n = opts.peers ?? (this.membership ? 5 : this.rng() < 0.5 ? 3 : 5);
+    this.initialVoters = this.membership ? Math.min(3, this.n) : this.n;
     this.faultMs = opts.faultMs ?? 8000;
     this.livenessMs = opts.livenessMs ?? 5000;
     this.bugs = opts.bugs;
@@ -320,6 +339,7 @@ export class Simulation {
         firstCommitTerm: 0,
         crashAfter: undefined,
         reviveOthers: false,
+        retired: false,
       };
       this.peers.push(p);
       this.boot(p);
@@ -328,6 +348,7 @@ export class Simulation {
     this.schedule({ kind: 'propose' }, randInt(this.rng, 5, 40));
     if (this.readGap > 0) this.schedule({ kind: 'read' }, randInt(this.rng, 5, this.readGap));
     this.schedule({ kind: 'transfer' }, randInt(this.rng, 100, 1000));
+    if (this.membership) this.schedule({ kind: 'member' }, randInt(this.rng, 100, 500));
     this.schedule({ kind: 'heal' }, this.faultMs);
   }
 
@@ -356,6 +377,7 @@ export class Simulation {
   // ---- peers ------------------------------------------------------------------
 
   private boot(p: SimPeer): void {
+    if (p.retired) return;
     p.inc++;
     p.crashAfter = undefined;
     const inc = p.inc;
@@ -394,7 +416,8 @@ export class Simulation {
     const host = new PeerHost(
       {
         id: p.id,
-        peers: this.n,
+        // Peers past the initial voters join later: they start knowing no configuration.
+        voters: p.id < this.initialVoters ? Array.from({ length: this.initialVoters }, (_, k) => k) : [],
         seed: Math.floor(this.rng() * 2 ** 32),
         timing: { tickMs: TICK_MS, electionTicks: ELECTION_TICKS, heartbeatTicks: HEARTBEAT_TICKS },
         maxInflight: this.maxInflight,
@@ -433,7 +456,17 @@ export class Simulation {
 
   /** Liveness: the new command committed and every peer's service has caught up to it. */
   private allCaughtUp(): boolean {
-    return this.markerCommitted && this.peers.every((q) => q.host !== undefined && q.svc!.pos >= this.markerAt);
+    return this.markerCommitted && this.members().every((q) => q.host !== undefined && q.svc!.pos >= this.markerAt);
+  }
+
+  /** The peers of the configuration the newest leader has (all peers before any change): the ones that must catch up. */
+  private members(): SimPeer[] {
+    if (!this.membership) return this.peers;
+    let best: SimPeer | undefined;
+    for (const q of this.peers) if (q.host?.core.isLeader() && (!best || q.host.core.currentTerm() > best.host!.core.currentTerm())) best = q;
+    if (!best) return this.peers.filter((q) => !q.retired && q.id < this.initialVoters);
+    const c = best.host!.core.config();
+    return this.peers.filter((q) => c.voters.includes(q.id) || c.learners.includes(q.id));
   }
 
   /** Before a command is applied: it comes after the last, and whatever the host skipped was empty entries. */
@@ -443,7 +476,7 @@ export class Simulation {
     const log = p.host?.core.log;
     for (let i = svc.pos + 1; i < e.index && log; i++) {
       const skipped = log.entry(i);
-      if (skipped && skipped.data.length > 0) this.fail(`peer ${p.id}: applied index ${e.index} after ${svc.pos}, skipping the command at ${i}`);
+      if (skipped && skipped.data.length > 0 && skipped.type !== EntryType.Config) this.fail(`peer ${p.id}: applied index ${e.index} after ${svc.pos}, skipping the command at ${i}`);
     }
   }
 
@@ -618,6 +651,54 @@ export class Simulation {
     for (const p of this.peers) if (!p.host) this.boot(p);
   }
 
+  /**
+   * Ask the leader for a membership change at random, whether or not one
+   * is in flight (the leader must refuse a second one). A removal that
+   * commits shuts its peer down; adding a retired peer back boots it first.
+   */
+  private member(): void {
+    const leader = this.peers.find((q) => q.host?.core.isLeader());
+    if (leader && !this.healed) {
+      const c = leader.host!.core.config();
+      const inConfig = (q: SimPeer) => c.voters.includes(q.id) || c.learners.includes(q.id);
+      const spares = this.peers.filter((q) => !inConfig(q));
+      const r = this.rng();
+      let change: ConfigChange | undefined;
+      if (r < 0.35 && spares.length > 0) {
+        const q = spares[randInt(this.rng, 0, spares.length - 1)]!;
+        if (q.retired) {
+          q.retired = false;
+          this.boot(q);
+          this.note(`RESTART retired peer ${q.id} to be added back`);
+        }
+        change = { type: 'addLearner', id: q.id };
+      } else if (r < 0.7 && c.learners.length > 0) {
+        change = { type: 'promote', id: c.learners[randInt(this.rng, 0, c.learners.length - 1)]! };
+      } else if (c.voters.length + c.learners.length > 1) {
+        // Now and then the leader itself.
+        const all = [...c.voters, ...c.learners];
+        const id = this.rng() < 0.25 ? leader.id : all[randInt(this.rng, 0, all.length - 1)]!;
+        if (id !== leader.id || c.voters.length > 1) change = { type: 'remove', id };
+      }
+      if (change) {
+        const ch = change;
+        this.note(`membership: ask leader ${leader.id} to ${ch.type} ${ch.id}`);
+        leader.host!.changeMembership(ch, 500, (o) => {
+          if (o.status !== Status.Ok) return;
+          this.configChanges++;
+          this.note(`membership: ${ch.type} ${ch.id} committed`);
+          if (ch.type === 'remove') {
+            const q = this.peers[ch.id]!;
+            q.retired = true;
+            // Shut down (its disk kept, for when it is added back); delivered later, so not inside the leader's own drain.
+            this.schedule({ kind: 'retire', peer: q.id }, 0);
+          }
+        });
+      }
+    }
+    if (!this.healed) this.schedule({ kind: 'member' }, randInt(this.rng, 20, 400));
+  }
+
   // ---- clients: proposals, reads, transfers -------------------------------------------------
 
   private onProposed(cmd: number, o: Outcome): void {
@@ -770,6 +851,7 @@ export class Simulation {
       crashes: this.crashes,
       reads: this.reads,
       transfers: this.transfers,
+      configChanges: this.configChanges,
     };
   }
 
@@ -826,6 +908,17 @@ export class Simulation {
       case 'transfer':
         this.transfer();
         return;
+      case 'member':
+        this.member();
+        return;
+      case 'retire': {
+        const p = this.peers[ev.peer]!;
+        if (!p.retired || !p.host) return;
+        p.host = undefined;
+        this.note(`RETIRE peer ${p.id}: its removal committed`);
+        for (const q of this.peers) q.host?.unreachable(p.id);
+        return;
+      }
       case 'restart': {
         const p = this.peers[ev.peer]!;
         if (p.host) return;

@@ -1,5 +1,6 @@
 import { Packr, Unpackr } from 'msgpackr';
-import { MAX_INDEX, MAX_TERM, MessageType, type Entry, type Message } from '../raft/types.js';
+import { EntryType, MAX_INDEX, MAX_TERM, MessageType, type Entry, type Message, type Snapshot } from '../raft/types.js';
+import { decodeConfig, encodeConfig } from '../raft/config.js';
 import { intIn as rangeProblem, messageProblem } from '../raft/validate.js';
 import { HostMessageType, type WireMessage } from '../node/messages.js';
 import { isStatus } from '../node/outcome.js';
@@ -37,15 +38,17 @@ export function encodeFrame(f: Frame): Uint8Array {
     case MessageType.Append: {
       const flat: unknown[] = new Array(m.entries.length * 2);
       for (let k = 0; k < m.entries.length; k++) {
-        flat[2 * k] = m.entries[k]!.term;
-        flat[2 * k + 1] = m.entries[k]!.data;
+        const e = m.entries[k]!;
+        // A Config entry's term travels negated: a term is never below 1, so the sign is free to carry the type.
+        flat[2 * k] = e.type === EntryType.Config ? -e.term : e.term;
+        flat[2 * k + 1] = e.data;
       }
       return packr.pack([...head, m.prevLogIndex, m.prevLogTerm, m.commit, flat, m.seq ?? 0]);
     }
     case MessageType.AppendResponse:
       return packr.pack([...head, m.success, m.index, m.hintTerm, m.hintIndex, m.seq ?? 0]);
     case MessageType.Snapshot:
-      return packr.pack([...head, m.snapshot.index, m.snapshot.term, m.snapshot.data]);
+      return packr.pack([...head, m.snapshot.index, m.snapshot.term, m.snapshot.data, m.snapshot.config ? encodeConfig(m.snapshot.config) : null]);
     case MessageType.SnapshotResponse:
       return packr.pack([...head, m.index]);
     case MessageType.ReadIndex:
@@ -98,7 +101,7 @@ const FRAME_LENGTH: Record<number, number> = {
   [MessageType.VoteResponse]: 8,
   [MessageType.Append]: 11,
   [MessageType.AppendResponse]: 11,
-  [MessageType.Snapshot]: 9,
+  [MessageType.Snapshot]: 10,
   [MessageType.SnapshotResponse]: 7,
   [MessageType.ReadIndex]: 8,
   [MessageType.ReadIndexResponse]: 8,
@@ -124,6 +127,15 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 /** A host message's term and ids, checked as messageProblem checks a Raft message's. */
 function hostHead(term: number, from: number, to: number, peers: number): { term: number; from: number; to: number } {
   return { term: intIn(term, 0, MAX_TERM, 'term'), from: intIn(from, 0, peers - 1, 'from'), to: intIn(to, 0, peers - 1, 'to') };
+}
+
+function snapshotOf(index: number, term: number, data: Uint8Array, config: unknown): Snapshot {
+  if (config === null) return { index, term, data };
+  try {
+    return { index, term, data, config: decodeConfig(bytes(config, 'snapshot config')) };
+  } catch (e) {
+    throw new DecodeError(`snapshot config: ${(e as Error).message}`);
+  }
 }
 
 export function decodeFrame(raw: unknown, peers: number): Frame {
@@ -154,7 +166,8 @@ export function decodeFrame(raw: unknown, peers: number): Frame {
       if (flat.length / 2 > MAX_INDEX - prevLogIndex) throw new DecodeError(`prevLogIndex ${prevLogIndex} + ${flat.length / 2} entries is beyond ${MAX_INDEX}`);
       const entries: Entry[] = new Array(flat.length / 2);
       for (let k = 0; k < entries.length; k++) {
-        entries[k] = { index: prevLogIndex + 1 + k, term: int(flat[2 * k], 'entry term'), data: bytes(flat[2 * k + 1], 'entry data') };
+        const t = int(flat[2 * k], 'entry term');
+        entries[k] = t < 0 ? { index: prevLogIndex + 1 + k, term: -t, data: bytes(flat[2 * k + 1], 'entry data'), type: EntryType.Config } : { index: prevLogIndex + 1 + k, term: t, data: bytes(flat[2 * k + 1], 'entry data') };
       }
       msg = { type, term, from, to, prevLogIndex, prevLogTerm, commit, entries, seq: int(raw[10], 'seq') };
       break;
@@ -178,7 +191,7 @@ export function decodeFrame(raw: unknown, peers: number): Frame {
         term,
         from,
         to,
-        snapshot: { index: int(raw[6], 'snapshot index'), term: int(raw[7], 'snapshot term'), data: bytes(raw[8], 'snapshot data') },
+        snapshot: snapshotOf(int(raw[6], 'snapshot index'), int(raw[7], 'snapshot term'), bytes(raw[8], 'snapshot data'), raw[9]),
       };
       break;
     case MessageType.SnapshotResponse:

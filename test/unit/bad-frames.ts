@@ -8,6 +8,7 @@ import { randInt, type Rng } from '../../lib/raft/prng.js';
 
 /** What a field holds, which decides its valid range. */
 export type FieldKind =
+  | 'config' // a snapshot's configuration: nil, or bytes that decode as one
   | 'inc' // an incarnation: [0, MAX_SAFE_INTEGER]
   | 'term' // the message's term: [0, MAX_TERM]
   | 'termField' // another term: [0, the message's term]
@@ -83,7 +84,7 @@ export const FIELDS: Record<WireType, Field[]> = {
     ...HEADER,
     ...body(['success', 'bool'], ['index', 'index'], ['hintTerm', 'termField'], ['hintIndex', 'index'], ['seq', 'index']),
   ],
-  [MessageType.Snapshot]: [...HEADER, ...body(['snapshot index', 'index'], ['snapshot term', 'termField'], ['snapshot data', 'bytes'])],
+  [MessageType.Snapshot]: [...HEADER, ...body(['snapshot index', 'index'], ['snapshot term', 'termField'], ['snapshot data', 'bytes'], ['snapshot config', 'config'])],
   [MessageType.SnapshotResponse]: [...HEADER, ...body(['index', 'index'])],
   [MessageType.ReadIndex]: [...HEADER, ...body(['ctx', 'ctx'], ['lease', 'bool'])],
   [MessageType.ReadIndexResponse]: [...HEADER, ...body(['ctx', 'ctx'], ['index', 'indexOrNone'])],
@@ -137,7 +138,7 @@ export function validFrame(type: WireType, c: FrameContext, rng: Rng): unknown[]
       return [...head, bool(), i, termUpTo(), randInt(rng, 0, i), index()];
     }
     case MessageType.Snapshot:
-      return [...head, index(), termUpTo(), bytesOf(rng, 16)];
+      return [...head, index(), termUpTo(), bytesOf(rng, 16), rng() < 0.5 ? null : new TextEncoder().encode(JSON.stringify({ v: [0, 1, 2], l: [4] }))];
     case MessageType.SnapshotResponse:
       return [...head, index()];
     case MessageType.ReadIndex:
@@ -229,6 +230,20 @@ export function fieldMutations(field: Field, frame: unknown[], peers: number): M
     case 'string':
       for (const [w, v] of [['a number', 5], ['nil', null], ['bytes', new Uint8Array(2)], ['an array', []], ['a boolean', true]] as [string, unknown][]) add(`is ${w}`, set(at, v));
       return out;
+    case 'config': {
+      const enc = new TextEncoder();
+      for (const [w, v] of [
+        ['a string', 'config'],
+        ['a number', 5],
+        ['an array', [0, 1]],
+        ['a map', { v: [0] }],
+        ['bytes that are not JSON', enc.encode('nope')],
+        ['a configuration without voters', enc.encode('{"v":[],"l":[]}')],
+        ['voters out of order', enc.encode('{"v":[2,1],"l":[]}')],
+        ['a voter that is also a learner', enc.encode('{"v":[1],"l":[1]}')],
+      ] as [string, unknown][]) add(`is ${w}`, set(at, v));
+      return out;
+    }
     case 'entries':
       return entryMutations(frame).map((m) => ({ why: `entries: ${m.why}`, field: field.name, apply: m.apply }));
     default:
@@ -267,6 +282,8 @@ function entryMutations(frame: unknown[]): Mutation[] {
     }),
     m('entry data that is not bytes', set(9, [term, 'data'])),
     m('entry data that is nil', set(9, [term, null])),
+    // A negative term marks a Config entry: its data must be a configuration.
+    m('a config entry whose data is not a configuration', set(9, [-term, b])),
     m('prevLogIndex MAX_INDEX with one entry (beyond MAX_INDEX)', (f) => {
       f[6] = MAX_INDEX;
       f[7] = 0;

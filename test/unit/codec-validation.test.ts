@@ -65,7 +65,7 @@ t.test('the boundary values are accepted: MAX_TERM, MAX_INDEX, -1 where the core
   ok(at(MessageType.Append, [0, 0, 0, [], 0], 1), 'a heartbeat from index 0');
   ok(at(MessageType.AppendResponse, [false, 9, MAX_TERM, 9, 0]), 'a refusal whose hintIndex is its index');
   ok(at(MessageType.AppendResponse, [true, MAX_INDEX, 0, 0, MAX_INDEX]), 'a success at MAX_INDEX');
-  ok(at(MessageType.Snapshot, [MAX_INDEX, MAX_TERM, new Uint8Array(1)]), 'a snapshot at MAX_INDEX');
+  ok(at(MessageType.Snapshot, [MAX_INDEX, MAX_TERM, new Uint8Array(1), null]), 'a snapshot at MAX_INDEX');
   ok(at(MessageType.ReadIndexResponse, [Number.MAX_SAFE_INTEGER, -1]), 'a refused read (index -1), ctx MAX_SAFE_INTEGER');
   ok(at(MessageType.VoteResponse, [false, true], 0), 'a refusal in term 0 (a peer that never saw an election)');
   ok(at(HostMessageType.Forward, [1, 2 ** 31 - 1, new Uint8Array(1)]), 'Forward with the longest timeout');

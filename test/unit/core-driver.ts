@@ -27,10 +27,11 @@ export function elect(c: RaftCore): void {
   for (let k = 0; k < 4 * ELECTION && c.currentTerm() === term; k++) c.tick();
   take(c);
   if (c.status().role === Role.PreCandidate) {
-    for (let p = 0; p < c.n; p++) if (p !== c.id) c.step({ type: MessageType.VoteResponse, from: p, to: c.id, term: c.currentTerm() + 1, granted: true, pre: true });
+    for (const p of c.config().voters) if (p !== c.id) c.step({ type: MessageType.VoteResponse, from: p, to: c.id, term: c.currentTerm() + 1, granted: true, pre: true });
     take(c);
   }
-  for (let p = 0; p < c.n && !c.isLeader(); p++) {
+  for (const p of c.config().voters) {
+    if (c.isLeader()) break;
     if (p !== c.id) c.step({ type: MessageType.VoteResponse, from: p, to: c.id, term: c.currentTerm(), granted: true, pre: false });
   }
   if (!c.isLeader()) throw new Error('not elected');

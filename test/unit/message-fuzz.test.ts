@@ -159,7 +159,7 @@ class Fuzzer {
           frames.push([...head, MessageType.AppendResponse, lt, from, to, true, 0, 0, 0, 10 ** 9]);
           frames.push([...head, MessageType.SnapshotResponse, lt, from, to, last + 1000]);
           frames.push([...head, MessageType.Append, lt, from, to, 0, 0, 0, [], 0]);
-          frames.push([...head, MessageType.Snapshot, lt, from, to, 0, 0, new Uint8Array(0)]);
+          frames.push([...head, MessageType.Snapshot, lt, from, to, 0, 0, new Uint8Array(0), null]);
           frames.push([...head, MessageType.TimeoutNow, lt, from, to]);
           e.maybe += 8;
           for (const type of [4, 4, 4, 4, 6, 3, 5, 9] as WireType[]) this.count(type);

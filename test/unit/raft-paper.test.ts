@@ -140,7 +140,8 @@ function makeCandidate(core: RaftCore): Ready {
 /** Make a lone core leader by feeding it granted votes from the lowest peers. */
 function makeLeader(core: RaftCore): Ready {
   makeCandidate(core);
-  for (let p = 0; p < core.n && !core.isLeader(); p++) {
+  for (const p of core.config().voters) {
+    if (core.isLeader()) break;
     if (p !== core.id) core.step(voteResp(p, core.id, core.currentTerm(), true));
   }
   if (!core.isLeader()) throw new Error('not elected');

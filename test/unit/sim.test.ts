@@ -19,6 +19,7 @@ t.test(`the simulator finds no violation in ${CI_SEEDS} seeds`, async (t) => {
   t.ok(r.installs > 0, `lagging peers caught up by InstallSnapshot (${r.installs})`);
   t.ok(r.reads > CI_SEEDS, `linearizable and lease reads were answered and checked (${r.reads})`);
   t.ok(r.transfers > 0, `leadership transfers completed (${r.transfers})`);
+  t.ok(r.configChanges > CI_SEEDS / 2, `membership changes committed (${r.configChanges})`);
   t.comment(`${CI_SEEDS} seeds in ${secs.toFixed(1)} s, ${(r.simulatedMs / 1000 / secs).toFixed(0)} simulated s per wall s`);
 });
 
@@ -33,8 +34,13 @@ t.test('a seed replays exactly', async (t) => {
   t.not(JSON.stringify(x.trace), JSON.stringify(y.trace), 'different seeds take different paths');
 });
 
-/** Each bug with the violation it must cause, and the election modes it can show in. */
-const planted: [string, PlantedBugs, RegExp, boolean[]?][] = [
+/**
+ * Each bug with the violation it must cause, and the election modes it can
+ * show in. Violations matching the optional last pattern are passed over in
+ * the hunt (a membership bug also stalls clusters, but a stall proves less
+ * than the split brain it can cause).
+ */
+const planted: [string, PlantedBugs, RegExp, boolean[]?, RegExp?][] = [
   ['granting a vote without the up-to-date check', { voteWithoutLogCheck: true }, /leader completeness|state machine safety/],
   ['committing a previous-term entry by counting replicas', { commitPreviousTerm: true }, /leader completeness|state machine safety/],
   ['not truncating a conflicting suffix', { keepConflictingSuffix: true }, /log matching|state machine safety|leader completeness/],
@@ -44,17 +50,18 @@ const planted: [string, PlantedBugs, RegExp, boolean[]?][] = [
   ['a transfer target told to campaign before it is caught up', { transferWithoutCatchUp: true }, /transfer: peer \d+ was told to campaign/],
   // Leases rest on pre-vote (without it every lease read is a ReadIndex read).
   ['a lease that never expires', { leaseWithoutExpiry: true }, /linearizable read/, [true]],
+  ['two single-server membership changes in flight at once', { concurrentConfigChanges: true }, /election safety|leader completeness|state machine safety|log matching|linearizable read/, undefined, /liveness/],
 ];
 
 // Each bug is hunted under both election modes: plain Figure 2 and pre-vote.
-for (const [name, bugs, kind, modes] of planted) {
+for (const [name, bugs, kind, modes, passOver] of planted) {
   for (const preVote of modes ?? [false, true]) {
     const mode = preVote ? 'pre-vote elections' : 'plain elections';
     t.test(`the simulator catches a planted bug: ${name} (${mode})`, async (t) => {
       let found;
       for (let seed = 1; seed <= BUG_SEED_BUDGET && !found; seed++) {
         const r = simulate({ seed, bugs, preVote });
-        if (!r.ok) found = r;
+        if (!r.ok && !(passOver && passOver.test(r.violation!))) found = r;
       }
       t.ok(found, `a violation within ${BUG_SEED_BUDGET} seeds`);
       if (!found) return;
