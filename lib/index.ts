@@ -14,6 +14,7 @@ export {
   OptionError,
   OutcomeUnknownError,
   PeerNotRunningError,
+  MembershipError,
   RaftError,
   RequestRejectedError,
   StateMachineError,
@@ -22,3 +23,4 @@ export {
 } from './api/errors.js';
 export type { PeerStatus } from './node/boot.js';
 export { StorageError, type StorageErrorCode } from '../storage/sqlite.js';
+export type { ConfigChange, ConfigRefusal } from './raft/config.js';

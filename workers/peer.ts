@@ -16,6 +16,7 @@ import { bundledStateMachines } from '../lib/node/bundled-state-machines.js';
 import { SqliteStorage } from '../storage/sqlite.js';
 import { MemoryStorage, type Storage } from '../storage/storage.js';
 import { PeerMeter } from '../lib/metrics/peer-meter.js';
+import { MAX_PEER_ID } from '../lib/raft/types.js';
 
 /**
  * A peer worker: builds one PeerHost from its boot message (storage, the
@@ -37,7 +38,8 @@ interface Booted {
 }
 
 function run(b: PeerBoot): void {
-  const transport = b.faults ? new FaultTransport(b.id, b.incarnation, new FaultState(b.n, b.faults)) : new PortTransport(b.id, b.n, b.incarnation);
+  // The lab's network knows its n peers; a group's may grow (membership changes), so any peer id is heard.
+  const transport = b.faults ? new FaultTransport(b.id, b.incarnation, new FaultState(b.n, b.faults)) : new PortTransport(b.id, MAX_PEER_ID + 1, b.incarnation);
   for (const [peer, port] of Object.entries(b.ports)) transport.setPort(Number(peer), port);
   const earlyClients: MessagePort[] = [];
   let peer: Booted | undefined;
@@ -57,7 +59,7 @@ function run(b: PeerBoot): void {
         return;
       }
       const host = new PeerHost(
-        { id: b.id, peers: b.n, seed: b.seed, timing: b.timing, ...b.host },
+        { id: b.id, ...(b.voters ? { voters: b.voters } : { peers: b.n }), seed: b.seed, timing: b.timing, ...b.host },
         { storage: meter.timeStorage(storage), transport, clock: realClock, stateMachine: bytes },
         {
           leaderChanged: (term, leader) => {
@@ -105,6 +107,11 @@ function run(b: PeerBoot): void {
     },
     compact: (index, data) => running().host.compact(index, data),
     takeSnapshot: () => running().host.takeSnapshot(),
+    changeMembership(change, timeoutMs) {
+      return new Promise((resolve) =>
+        running().host.changeMembership(change, timeoutMs, (o) => resolve({ status: o.status, message: o.message, leader: o.leader, ...(o.code ? { code: o.code } : {}) })),
+      );
+    },
     transferLeadership(to, timeoutMs) {
       return new Promise((resolve) => running().host.transferLeadership(to, timeoutMs, (o) => resolve({ status: o.status, message: o.message, leader: o.leader })));
     },

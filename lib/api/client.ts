@@ -120,9 +120,16 @@ export class LinkEnds {
       if ('closed' in u) {
         this.groupClosed = true;
         for (const e of this.ends) e.detach();
-      } else {
-        this.byPeer.get(u.peer)?.attach(u);
+        return;
       }
+      let end = this.byPeer.get(u.peer);
+      if (!end) {
+        // A peer that joined the group after this link was made.
+        end = new PeerEnd(u.peer);
+        this.byPeer.set(u.peer, end);
+        this.ends.push(end);
+      }
+      end.attach(u);
     });
   }
 

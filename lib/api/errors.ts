@@ -17,7 +17,8 @@ export type RaftErrorCode =
   | 'rejected'
   | 'closed'
   | 'state-machine'
-  | 'peer-not-running';
+  | 'peer-not-running'
+  | 'membership';
 
 export class RaftError extends Error {
   override name = 'RaftError';
@@ -127,6 +128,21 @@ export class PeerNotRunningError extends RaftError {
     what: string,
   ) {
     super('peer-not-running', `${what}: peer ${peer} is not running (it was crashed, stopped or never started)`);
+  }
+}
+
+/**
+ * A membership change that does not apply, the configuration unchanged:
+ * `reason` is 'in-progress' (another change is not committed yet; retry
+ * later), 'already-member', 'not-member', 'not-learner' or 'last-voter'.
+ */
+export class MembershipError extends RaftError {
+  override name = 'MembershipError';
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super('membership', message);
   }
 }
 

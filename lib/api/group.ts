@@ -4,7 +4,8 @@ import { Status } from '../node/outcome.js';
 import type { LeaderEvent, PeerStatus } from '../node/boot.js';
 import { DEFAULT_MAX_COMMAND_BYTES, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES } from '../node/host.js';
 import { GroupClient, type GroupHandle, type ProposeOptions, type ReadOptions } from './client.js';
-import { GroupClosedError, NotLeaderError, OptionError, PeerNotRunningError, TimeoutError } from './errors.js';
+import { GroupClosedError, MembershipError, NotLeaderError, OptionError, OutcomeUnknownError, PeerNotRunningError, TimeoutError } from './errors.js';
+import type { ConfigChange } from '../raft/config.js';
 import { PeerSupervisor } from './supervisor.js';
 import { moduleUrl, type StateMachineSpec } from './state-machine.js';
 import type { Registry } from 'prom-client';
@@ -144,7 +145,11 @@ function bool(option: string, v: unknown, def: boolean): boolean {
  *   await group.close();
  */
 export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Answer = unknown> {
-  readonly n: number;
+  /** Peers ever added (ids 0..n-1; ids of removed peers are not reused). */
+  get n(): number {
+    return this.sup.n;
+  }
+  private readonly initialPeers: number;
   private readonly sup: PeerSupervisor;
   private readonly peerOptions: GroupOptions['peerOptions'];
   private readonly client: GroupClient<Command, Result, Query, Answer>;
@@ -157,7 +162,7 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
 
   private constructor(opts: GroupOptions) {
     if (typeof opts !== 'object' || opts === null) throw new OptionError('options', 'must be an object');
-    this.n = int('peers', opts.peers, 1, 64);
+    this.initialPeers = int('peers', opts.peers, 1, 64);
     const tickMs = int('tickMs', opts.tickMs ?? 10, 1);
     const electionTicks = int('electionTicks', opts.electionTicks ?? 50, 2);
     const heartbeatTicks = int('heartbeatTicks', opts.heartbeatTicks ?? 10, 1);
@@ -185,7 +190,7 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
     if (opts.onPeerError !== undefined && typeof opts.onPeerError !== 'function') throw new OptionError('onPeerError', 'must be a function');
     const onPeerError = opts.onPeerError ?? ((peer, inc, err) => console.error(`peer ${peer} (incarnation ${inc}) failed:`, err));
     this.sup = new PeerSupervisor({
-      n: this.n,
+      n: this.initialPeers,
       timing: { tickMs, electionTicks, heartbeatTicks },
       seed: opts.seed === undefined ? randomInt(2 ** 31) : int('seed', opts.seed, 0, 2 ** 32 - 1),
       host: {
@@ -286,6 +291,88 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
       if (o.status === Status.NotLeader) throw new NotLeaderError(`transferLeadership: ${o.message ?? 'no leader'}`, o.leader);
       if (o.status === Status.Stopped) throw new PeerNotRunningError(leader, 'transferLeadership');
       throw new TimeoutError(`transferLeadership: ${o.message ?? 'did not complete'}`);
+    }
+  }
+
+  /**
+   * Add a peer to the running group (thesis 4.2): a new worker with a new
+   * id joins as a learner, catches up (by snapshot if the log was
+   * compacted), and, unless `voter` is false, is promoted to voter once it
+   * holds everything committed. Resolves with its id. Rejects with
+   * MembershipError ('in-progress' while another change is uncommitted),
+   * TimeoutError if the learner did not catch up in time (it stays a
+   * learner), NotLeaderError if no leader took the change.
+   */
+  async addMember(opts: { voter?: boolean; timeoutMs?: number } = {}): Promise<number> {
+    if (this.closed) throw new GroupClosedError('addMember');
+    const timeoutMs = this.membershipTimeout(opts.timeoutMs);
+    const deadline = performance.now() + timeoutMs;
+    const id = this.sup.addSlot();
+    await this.startPeer(id);
+    try {
+      await this.changeMembership({ type: 'addLearner', id }, deadline);
+    } catch (e) {
+      // Not a member: its worker has nothing to do (its id stays used).
+      await this.sup.stop(id);
+      throw e;
+    }
+    if (opts.voter !== false) await this.changeMembership({ type: 'promote', id }, deadline);
+    return id;
+  }
+
+  /**
+   * Remove peer `id` (voter or learner) while serving; once the change is
+   * committed its worker is stopped (its file is kept). Removing the leader
+   * works: it leads until the change commits, then steps down and the
+   * others elect a new leader. Rejects with MembershipError ('not-member',
+   * 'last-voter', 'in-progress').
+   */
+  async removeMember(id: number, opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.closed) throw new GroupClosedError('removeMember');
+    this.sup.checkPeer('removeMember', id);
+    const deadline = performance.now() + this.membershipTimeout(opts.timeoutMs);
+    await this.changeMembership({ type: 'remove', id }, deadline);
+    await this.sup.stop(id);
+  }
+
+  /** The configuration the leader (or, with none, the highest-term peer) holds: voters and learners by id. */
+  async members(): Promise<{ voters: number[]; learners: number[]; committed: boolean }> {
+    const st = await this.status();
+    const running = st.peers.filter((p): p is Extract<PeerReport, { running: true }> => p.running);
+    const from = running.find((p) => p.id === st.leader) ?? running.sort((a, b) => b.term - a.term)[0];
+    if (!from) throw new PeerNotRunningError(0, 'members');
+    return { voters: from.config.voters, learners: from.config.learners, committed: from.configCommitted };
+  }
+
+  private membershipTimeout(ms: number | undefined): number {
+    const timeoutMs = ms ?? 10_000;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new OptionError('timeoutMs', `must be a positive number, got ${String(timeoutMs)}`);
+    return timeoutMs;
+  }
+
+  /** One change through whichever peer leads, retried while none does (or the leader changes) until the deadline. */
+  private async changeMembership(change: ConfigChange, deadline: number): Promise<void> {
+    for (;;) {
+      const leader = (await this.status()).leader;
+      const left = deadline - performance.now();
+      if (leader === -1 || !this.sup.isRunning(leader)) {
+        if (left <= 0) throw new NotLeaderError(`${change.type} ${change.id}: no leader is known`, -1);
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      let o;
+      try {
+        o = await this.sup.call(leader, 'changeMembership', (api) => api.changeMembership(change, Math.max(1, left)));
+      } catch (e) {
+        if (e instanceof PeerNotRunningError && performance.now() < deadline) continue;
+        throw e;
+      }
+      if (o.status === Status.Ok) return;
+      if (o.status === Status.Rejected && o.code) throw new MembershipError(o.code, `${change.type} ${change.id}: ${o.message ?? o.code}`);
+      if ((o.status === Status.NotLeader || o.status === Status.Stopped) && performance.now() < deadline) continue;
+      if (o.status === Status.NotLeader) throw new NotLeaderError(`${change.type} ${change.id}: ${o.message ?? 'no leader'}`, o.leader);
+      if (o.status === Status.Timeout) throw new TimeoutError(`${change.type} ${change.id}: ${o.message ?? 'timed out'}`);
+      throw new OutcomeUnknownError(`${change.type} ${change.id}: ${o.message ?? 'the change may or may not have been made'}`);
     }
   }
 

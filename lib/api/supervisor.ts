@@ -79,7 +79,10 @@ const workerUrl = new URL('../../workers/peer-boot.cjs', import.meta.url);
  * run on it.
  */
 export class PeerSupervisor {
-  readonly n: number;
+  /** Peers ever added (ids 0..n-1; a removed peer's id is never given to another). */
+  n: number;
+  /** Peers added to a running group: they boot knowing no configuration (the leader brings it). */
+  private readonly joiners = new Set<number>();
   private readonly opts: SupervisorOptions;
   private readonly slots: (Slot | undefined)[];
   private incarnations = 0;
@@ -127,6 +130,15 @@ export class PeerSupervisor {
     return this.opts.dataDir === undefined ? undefined : join(this.opts.dataDir, `peer-${i}.sqlite`);
   }
 
+  /** A new peer id for a peer that joins the running group (not started yet: start() it). */
+  addSlot(): number {
+    if (this.closed) throw this.closedError('addSlot');
+    const id = this.n++;
+    this.slots.push(undefined);
+    this.joiners.add(id);
+    return id;
+  }
+
   /** Spawn a fresh worker for peer i (crashing the running one first); resolves once it runs. */
   async start(i: number, extras: StartExtras = {}): Promise<number> {
     this.checkPeer('start', i);
@@ -150,6 +162,7 @@ export class PeerSupervisor {
     const boot: PeerBoot = {
       id: i,
       n: this.n,
+      voters: this.joiners.has(i) ? [] : Array.from({ length: this.opts.n }, (_, k) => k),
       incarnation,
       seed: (o.seed + Math.imul(incarnation, 0x9e3779b1)) >>> 0,
       timing: o.timing,

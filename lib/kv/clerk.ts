@@ -37,7 +37,10 @@ export interface KvEnds {
 export function plainEnds(handle: GroupHandle): KvEnds {
   const shared = LinkEnds.acquire(handle);
   return {
-    size: shared.ends.length,
+    // Peers that join the group later add ends.
+    get size() {
+      return shared.ends.length;
+    },
     call: (k, kind, flags, timeoutMs, payload, onWait) => shared.ends[k]!.call(kind, flags, timeoutMs, payload, onWait),
     closed: () => shared.groupClosed,
     release: () => shared.release(),

@@ -3,11 +3,14 @@ import type { SerializedError } from '../api/errors.js';
 import type { HostStatus, PeerTiming } from './host.js';
 import type { Status } from './outcome.js';
 import type { MeterFigures } from '../metrics/peer-meter.js';
+import type { ConfigChange } from '../raft/config.js';
 
 /** Everything a peer worker is told when it boots (posted once, with its ports transferred). */
 export interface PeerBoot {
   id: number;
   n: number;
+  /** The voters the group started with (default 0..n-1); [] for a peer that joins a running group. */
+  voters?: number[];
   incarnation: number;
   seed: number;
   timing: PeerTiming;
@@ -85,6 +88,8 @@ export interface PeerControl {
   /** Snapshot the state machine now and compact the log. */
   takeSnapshot(): boolean;
   transferLeadership(to: number, timeoutMs: number): Promise<{ status: Status; message?: string; leader: number }>;
+  /** A single-server membership change through this peer (it must lead); Ok once it is applied here. */
+  changeMembership(change: ConfigChange, timeoutMs: number): Promise<{ status: Status; message?: string; leader: number; code?: string }>;
   setPeerPort(peer: number, port: MessagePort): void;
   /** An extra inbound port treated as peer traffic (tests of bad input). */
   attachMailbox(port: MessagePort): void;

@@ -160,9 +160,10 @@ interface PendingForward {
   timer: TimerHandle;
 }
 
+/** A membership change waiting for this leader's first commit in its term and, for a promotion, the learner to catch up. */
 interface PendingPromotion {
-  id: number;
-  /** The commit index the learner must reach. */
+  change: ConfigChange;
+  /** The commit index the learner must reach (-1: not a promotion). */
   target: number;
   deadline: number;
   term: number;
@@ -444,16 +445,15 @@ export class PeerHost {
     this.catchUp();
     if (!this.core.isLeader()) return done(this.notLeader('changeMembership'));
     const ms = clampTimeout(timeoutMs);
-    if (change.type === 'promote' && this.core.config().learners.includes(change.id)) {
-      const target = this.core.log.commitIndex;
-      const deadline = this.clock.now() + ms;
-      const wait: PendingPromotion = { id: change.id, target, deadline, done, term: this.core.currentTerm() };
-      this.promotions.push(wait);
-      // Checked after every drain: the learner's answers drain, and so do the leader's heartbeats.
-      this.checkPromotions();
-      return;
-    }
-    this.proposeChange(change, ms, done);
+    // A new leader first commits an entry of its term (it may not know the latest committed configuration before).
+    this.core.commitInTerm();
+    const promoting = change.type === 'promote' && this.core.config().learners.includes(change.id);
+    const target = promoting ? this.core.log.commitIndex : -1;
+    const wait: PendingPromotion = { change, target, deadline: this.clock.now() + ms, done, term: this.core.currentTerm() };
+    this.promotions.push(wait);
+    // Checked after every drain: the learner's answers drain, and so do the leader's heartbeats.
+    this.checkPromotions();
+    this.schedule();
   }
 
   private proposeChange(change: ConfigChange, timeoutMs: number, done: OutcomeCallback): void {
@@ -479,10 +479,18 @@ export class PeerHost {
     const now = this.clock.now();
     const left: PendingPromotion[] = [];
     for (const w of this.promotions) {
+      const id = w.change.id;
+      const caughtUp = w.target < 0 || this.core.matchOf(id) >= w.target;
       if (!this.core.isLeader() || this.core.currentTerm() !== w.term) w.done(this.notLeader('changeMembership'));
-      else if (this.core.matchOf(w.id) >= w.target) this.proposeChange({ type: 'promote', id: w.id }, Math.max(1, w.deadline - now), w.done);
-      else if (now >= w.deadline) w.done(this.outcome(Status.Timeout, `learner ${w.id} did not catch up (it holds ${this.core.matchOf(w.id)} of ${w.target}) in time; nothing was changed`));
-      else left.push(w);
+      else if (this.core.committedInTerm() && caughtUp) this.proposeChange(w.change, Math.max(1, w.deadline - now), w.done);
+      else if (now >= w.deadline) {
+        w.done(
+          this.outcome(
+            Status.Timeout,
+            caughtUp ? `the leader did not commit an entry of its term in time; nothing was changed` : `learner ${id} did not catch up (it holds ${this.core.matchOf(id)} of ${w.target}) in time; nothing was changed`,
+          ),
+        );
+      } else left.push(w);
     }
     this.promotions = left;
   }

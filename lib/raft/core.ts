@@ -1064,8 +1064,23 @@ export class RaftCore {
 
   // ---- reads (thesis 6.4) ------------------------------------------------------
 
-  private committedInTerm(): boolean {
+  /** Has this leader committed an entry of its own term? (Until then its commit index may lag, thesis 6.4.) */
+  committedInTerm(): boolean {
     return this.log.term(this.log.commitIndex) === this.term;
+  }
+
+  /**
+   * A leader whose log holds no entry of its term appends an empty one (which
+   * hosts do not apply), so that it comes to commit one: a membership change
+   * waits for that. Returns false when not leading.
+   */
+  commitInTerm(): boolean {
+    if (this.role !== Role.Leader) return false;
+    if (this.log.lastTerm() !== this.term && this.transferee === -1) {
+      this.log.append({ index: this.log.lastIndex() + 1, term: this.term, data: NOOP });
+      this.needBroadcast = true;
+    }
+    return true;
   }
 
   private handleReadIndex(m: ReadIndexRequest): void {

@@ -687,7 +687,8 @@ export class Simulation {
           if (o.status !== Status.Ok) return;
           this.configChanges++;
           this.note(`membership: ${ch.type} ${ch.id} committed`);
-          if (ch.type === 'remove') {
+          // Applied can come a while after committed: a change made since may have added the peer back.
+          if (ch.type === 'remove' && !this.members().some((q) => q.id === ch.id)) {
             const q = this.peers[ch.id]!;
             q.retired = true;
             // Shut down (its disk kept, for when it is added back); delivered later, so not inside the leader's own drain.
@@ -913,7 +914,10 @@ export class Simulation {
         return;
       case 'retire': {
         const p = this.peers[ev.peer]!;
-        if (!p.retired || !p.host) return;
+        if (!p.retired || !p.host || this.members().includes(p)) {
+          p.retired = false;
+          return;
+        }
         p.host = undefined;
         this.note(`RETIRE peer ${p.id}: its removal committed`);
         for (const q of this.peers) q.host?.unreachable(p.id);
