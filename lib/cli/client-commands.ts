@@ -23,10 +23,14 @@ export const CLIENT_USAGE = `usage: actor-raft COMMAND --endpoints HOST:PORT,...
   status                  each endpoint's view: member, role, term, leader, indexes
   members                 the cluster's members, and which one leads
   transfer-leader NAME    hand the leadership to member NAME
+  member add NAME HOST:PORT
+                          add NAME (its peers dial HOST:PORT) as a learner; prints how to start its node
+  member promote NAME     make learner NAME a voter (once it has caught up)
+  member remove NAME      remove NAME (the leader too); stop its node afterwards
   --endpoints             the nodes' client addresses (any of them; dead ones are skipped)
   --timeout-ms            give up after this long (default 10000)`;
 
-export const CLIENT_COMMANDS: Record<string, number> = { get: 1, put: 2, append: 2, status: 0, members: 0, 'transfer-leader': 1 };
+export const CLIENT_COMMANDS: Record<string, number> = { get: 1, put: 2, append: 2, status: 0, members: 0, 'transfer-leader': 1, member: -1 };
 
 class UsageError extends Error {}
 
@@ -53,8 +57,13 @@ async function run(command: string, args: string[]): Promise<void> {
     throw new UsageError((e as Error).message);
   }
   const v = parsed.values;
-  const want = CLIENT_COMMANDS[command]!;
-  if (parsed.positionals.length !== want) throw new UsageError(`${command} takes ${want === 0 ? 'no arguments' : want === 1 ? 'one argument' : 'two arguments'}`);
+  let want = CLIENT_COMMANDS[command]!;
+  if (command === 'member') {
+    const sub = parsed.positionals[0];
+    if (sub !== 'add' && sub !== 'promote' && sub !== 'remove') throw new UsageError('member takes add, promote or remove');
+    want = sub === 'add' ? 3 : 2;
+  }
+  if (parsed.positionals.length !== want) throw new UsageError(`${command} takes ${want === 0 ? 'no arguments' : want === 1 ? 'one argument' : `${want} arguments`}`);
   if (!v.endpoints) throw new UsageError('--endpoints is required');
   let endpoints;
   try {
@@ -87,10 +96,24 @@ async function run(command: string, args: string[]): Promise<void> {
       if (all.every((s) => !s.report)) throw new RemoteError('no endpoint answered');
     } else if (command === 'members') {
       const r = await cluster.status(timeoutMs);
-      const rows = [['ID', 'NAME', 'PEER ADDRESS', 'LEADER']];
-      for (const m of r.members) rows.push([String(m.id), m.name, m.peer, m.name === r.leader ? 'yes' : '']);
-      console.log(`cluster ${r.clusterId}`);
+      const rows = [['ID', 'NAME', 'PEER ADDRESS', 'ROLE', 'LEADER']];
+      for (const m of r.members) rows.push([String(m.id), m.name, m.peer, m.role, m.name === r.leader ? 'yes' : '']);
+      console.log(`cluster ${r.clusterId}${r.membersCommitted ? '' : ' (a membership change is in flight)'}`);
       console.log(pad(rows));
+    } else if (command === 'member') {
+      const [sub, name, address] = parsed.positionals as [string, string, string];
+      if (sub === 'add') {
+        const added = await cluster.addMember(name, address, timeoutMs);
+        console.log(`added ${name} as member ${added.id} (a learner); start its node with:`);
+        console.log(`  actor-raft serve --name ${name} --join ${added.clusterId} --members ${added.members} --listen-peer ${address} --listen-client HOST:PORT --ca FILE --cert FILE --key FILE`);
+        console.log(`then make it a voter: actor-raft member promote ${name}`);
+      } else if (sub === 'promote') {
+        await cluster.promoteMember(name, timeoutMs);
+        console.log(`${name} is a voter`);
+      } else {
+        await cluster.removeMember(name, timeoutMs);
+        console.log(`removed ${name}; stop its node`);
+      }
     } else {
       await cluster.transferLeader(a, timeoutMs);
       console.log(`${a} leads`);

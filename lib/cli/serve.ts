@@ -17,15 +17,19 @@ import { parseArgs } from 'node:util';
 import { randomInt } from 'node:crypto';
 import { Comlink, nodeEndpoint, type Remote } from '../transport/comlink.js';
 import { readTlsFiles, TlsConfigError, checkTlsFiles } from '../tls/tls-files.js';
-import { parseInitialCluster, ClusterSpecError } from '../net/cluster-spec.js';
+import { parseInitialCluster, parseMembers, ClusterSpecError } from '../net/cluster-spec.js';
+import type { TcpPeer } from '../transport/tcp-transport.js';
 import { parseHostPort, formatHostPort, AddressError, type HostPort } from '../net/host-port.js';
 import { checkDataDir, claimDataDir, DataDirError } from '../net/member-dir.js';
 import type { NodeBoot, NodeControl, NodeFigures, NodeLog } from '../net/node-boot.js';
 
 export const SERVE_USAGE = `usage: actor-raft serve --name NAME --initial-cluster NAME=HOST:PORT,... --ca FILE --cert FILE --key FILE [options]
+       actor-raft serve --name NAME --join CLUSTER-ID --members ID:NAME=HOST:PORT,... --ca FILE --cert FILE --key FILE [options]
   --name NAME                 this member (its certificate's common name)
   --initial-cluster LIST      every member as name=host:port (the address its peers dial), comma-separated
   --initial-cluster-token T   tells clusters with the same members apart (default none)
+  --join CLUSTER-ID           join a running cluster (after \`actor-raft member add\`, which prints this and --members)
+  --members LIST              with --join: every member as id:name=host:port, this one included
   --listen-peer HOST:PORT     where to accept peers (default this member's address in --initial-cluster)
   --listen-client HOST:PORT   where to accept clients (default 127.0.0.1:2379)
   --data-dir DIR              the node's store (default ./NAME.actor-raft)
@@ -61,6 +65,8 @@ export function serveConfig(args: string[]): ServeConfig {
         name: { type: 'string' },
         'initial-cluster': { type: 'string' },
         'initial-cluster-token': { type: 'string' },
+        join: { type: 'string' },
+        members: { type: 'string' },
         'listen-peer': { type: 'string' },
         'listen-client': { type: 'string' },
         'data-dir': { type: 'string' },
@@ -79,11 +85,23 @@ export function serveConfig(args: string[]): ServeConfig {
   }
   const v = parsed.values;
   if (!v.name) throw new ServeConfigError('--name is required');
-  if (!v['initial-cluster']) throw new ServeConfigError('--initial-cluster is required');
-  const spec = parseInitialCluster(v['initial-cluster'], v['initial-cluster-token'] ?? '');
-  const id = spec.members.findIndex((m) => m.name === v.name);
-  if (id < 0) throw new ServeConfigError(`--name ${v.name} is not in --initial-cluster (members: ${spec.members.map((m) => m.name).join(', ')})`);
-  const me = spec.members[id]!;
+  let spec: { members: TcpPeer[]; clusterId: string };
+  let voters: number[];
+  if (v.join !== undefined) {
+    if (v['initial-cluster'] !== undefined) throw new ServeConfigError('--join and --initial-cluster exclude each other (a joining node takes --members)');
+    if (!/^[0-9a-f]{16}$/.test(v.join)) throw new ServeConfigError(`--join takes the cluster's id (16 hex digits, as \`actor-raft member add\` prints it), got ${v.join}`);
+    if (!v.members) throw new ServeConfigError('--join needs --members (as `actor-raft member add` prints it)');
+    spec = { members: parseMembers(v.members), clusterId: v.join };
+    voters = [];
+  } else {
+    if (!v['initial-cluster']) throw new ServeConfigError('--initial-cluster is required');
+    if (v.members !== undefined) throw new ServeConfigError('--members is for a joining node (with --join)');
+    spec = parseInitialCluster(v['initial-cluster'], v['initial-cluster-token'] ?? '');
+    voters = spec.members.map((m) => m.id!);
+  }
+  const me = spec.members.find((m) => m.name === v.name);
+  if (!me) throw new ServeConfigError(`--name ${v.name} is not in ${v.join !== undefined ? '--members' : '--initial-cluster'} (members: ${spec.members.map((m) => m.name).join(', ')})`);
+  const id = me.id!;
   const tls = readTlsFiles({ ca: v.ca ?? '', cert: v.cert ?? '', key: v.key ?? '' });
   const cn = checkTlsFiles(tls, { ca: v.ca!, cert: v.cert!, key: v.key! });
   if (cn !== v.name) throw new TlsConfigError(`the certificate ${v.cert} is for ${JSON.stringify(cn)}, not for --name ${v.name}`);
@@ -122,6 +140,7 @@ export function serveConfig(args: string[]): ServeConfig {
       id,
       clusterId: spec.clusterId,
       members: spec.members,
+      voters,
       tls,
       listenPeer,
       listenClient,

@@ -7,13 +7,27 @@ import type { Role } from '../raft/types.js';
  *   ['status']                       -> NodeReport
  *   ['transfer', name, timeoutMs]    -> the new leader's name
  */
-export type AdminRequest = ['status'] | ['transfer', string, number];
+export type AdminRequest =
+  | ['status']
+  | ['transfer', string, number]
+  | ['add', string, string, number]
+  | ['promote', string, number]
+  | ['remove', string, number];
+
+/** What ['add', ...] answers: the new member's id and how the new node is to be started. */
+export interface AddedMember {
+  id: number;
+  clusterId: string;
+  /** Every member as --members takes it: "id:name=host:port,...", the new one included. */
+  members: string;
+}
 
 export interface MemberReport {
   id: number;
   name: string;
   /** Where its peers dial it. */
   peer: string;
+  role: 'voter' | 'learner';
 }
 
 /** One node's view of itself and the cluster, as `actor-raft status` prints it. */
@@ -32,6 +46,8 @@ export interface NodeReport {
   lastIndex: number;
   snapshotIndex: number;
   members: MemberReport[];
+  /** Whether the configuration in `members` is committed (no change in flight). */
+  membersCommitted: boolean;
   /** Connections refused at the handshake (no certificate, another CA's, a name not in the cluster), peer and client ports. */
   refusedConnections: { peer: number; client: number };
   /** Connections closed for a bad length or undecodable bytes. */
@@ -52,6 +68,9 @@ export function decodeAdmin(payload: Uint8Array): AdminRequest | string {
   }
   if (!Array.isArray(v)) return 'an admin request is [op, ...args]';
   if (v[0] === 'status' && v.length === 1) return ['status'];
-  if (v[0] === 'transfer' && typeof v[1] === 'string' && Number.isSafeInteger(v[2]) && (v[2] as number) > 0) return ['transfer', v[1], v[2] as number];
+  const timeout = (x: unknown) => Number.isSafeInteger(x) && (x as number) > 0;
+  if (v[0] === 'transfer' && typeof v[1] === 'string' && timeout(v[2])) return ['transfer', v[1], v[2] as number];
+  if (v[0] === 'add' && typeof v[1] === 'string' && typeof v[2] === 'string' && timeout(v[3])) return ['add', v[1], v[2], v[3] as number];
+  if ((v[0] === 'promote' || v[0] === 'remove') && typeof v[1] === 'string' && timeout(v[2])) return [v[0], v[1], v[2] as number];
   return `unknown admin request ${JSON.stringify(v[0])}`;
 }

@@ -23,6 +23,38 @@ export class ClusterSpecError extends Error {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const MEMBER_NAME = NAME;
+
+/** A member's entry in a configuration's context: "name=host:port". */
+export function parseMemberContext(ctx: string): { name: string; host: string; port: number } | undefined {
+  const eq = ctx.indexOf('=');
+  if (eq < 1) return undefined;
+  try {
+    return { name: ctx.slice(0, eq), ...parseHostPort(ctx.slice(eq + 1), 'member') };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A joining node's --members: "id:name=host:port,..." as `actor-raft
+ * member add` prints it (every member of the cluster, the new one
+ * included, with the ids the cluster gave them).
+ */
+export function parseMembers(text: string): TcpPeer[] {
+  if (typeof text !== 'string' || text.trim() === '') throw new ClusterSpecError('--members is empty');
+  const out: TcpPeer[] = [];
+  for (const part of text.split(',')) {
+    const m = /^(\d+):(.+)$/.exec(part.trim());
+    const member = m ? parseMemberContext(m[2]!) : undefined;
+    if (!m || !member || !NAME.test(member.name)) throw new ClusterSpecError(`--members: ${JSON.stringify(part)} is not id:name=host:port`);
+    const id = Number(m[1]);
+    if (!Number.isSafeInteger(id) || id > 2 ** 31 - 1) throw new ClusterSpecError(`--members: ${m[1]} is not a member id`);
+    if (out.some((o) => o.id === id || o.name === member.name)) throw new ClusterSpecError(`--members names ${member.name} (or id ${id}) twice`);
+    out.push({ id, ...member });
+  }
+  return out;
+}
 
 export function parseInitialCluster(text: string, token = ''): ClusterSpec {
   if (typeof text !== 'string' || text.trim() === '') throw new ClusterSpecError('--initial-cluster is empty: give name=host:port for every member, comma-separated');
@@ -49,6 +81,7 @@ export function parseInitialCluster(text: string, token = ''): ClusterSpec {
     members.push({ name, host: at.host, port: at.port });
   }
   members.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  members.forEach((m, k) => (m.id = k));
   const digest = createHash('sha256').update(`actor-raft cluster\n${token}\n`);
   for (const m of members) digest.update(`${m.name}=${formatHostPort(m)}\n`);
   return { members, clusterId: digest.digest('hex').slice(0, 16) };

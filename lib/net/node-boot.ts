@@ -19,7 +19,10 @@ export interface NodeLog {
 export interface NodeBoot {
   id: number;
   clusterId: string;
+  /** The members this node knows of at start, with their ids. */
   members: TcpPeer[];
+  /** The cluster's initial voters; [] for a node that joins a running cluster. */
+  voters: number[];
   tls: TlsFiles;
   listenPeer: HostPort;
   listenClient: HostPort;

@@ -4,7 +4,7 @@ import { decodeValue } from '../api/state-machine.js';
 import { Clerk, type KvEnds } from '../kv/clerk.js';
 import { Status } from '../node/outcome.js';
 import type { TlsFiles } from '../tls/tls-files.js';
-import { encodeAdmin, type AdminRequest, type NodeReport } from './admin.js';
+import { encodeAdmin, type AddedMember, type AdminRequest, type NodeReport } from './admin.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import { NodeConnection, type ConnectionOptions } from './node-connection.js';
 
@@ -80,24 +80,48 @@ export class RemoteCluster {
 
   /** Hand leadership to member `name`; resolves once it leads. */
   async transferLeader(name: string, timeoutMs = 5000): Promise<void> {
+    await this.atLeader((left) => ['transfer', name, left], timeoutMs, `the leadership did not move to ${name}`);
+  }
+
+  /**
+   * Add member `name`, reached by its peers at `address`, as a learner:
+   * resolves with its id and what its node is to be started with (serve
+   * --join CLUSTER-ID --members LIST). Promote it once it runs.
+   */
+  async addMember(name: string, address: string, timeoutMs = 10_000): Promise<AddedMember> {
+    return decodeValue(await this.atLeader((left) => ['add', name, address, left], timeoutMs, `${name} was not added`)) as AddedMember;
+  }
+
+  /** Make learner `name` a voter once it has caught up. */
+  async promoteMember(name: string, timeoutMs = 10_000): Promise<void> {
+    await this.atLeader((left) => ['promote', name, left], timeoutMs, `${name} was not promoted`);
+  }
+
+  /** Remove member `name` (the leader too: it steps down once the change commits). Its node should be stopped then. */
+  async removeMember(name: string, timeoutMs = 10_000): Promise<void> {
+    await this.atLeader((left) => ['remove', name, left], timeoutMs, `${name} was not removed`);
+  }
+
+  /** Send an admin request to the node that leads (found by asking every endpoint), again while the leader changes. */
+  private async atLeader(req: (leftMs: number) => AdminRequest, timeoutMs: number, what: string): Promise<Uint8Array> {
     const deadline = performance.now() + timeoutMs;
     let why = 'no leader found';
     while (performance.now() < deadline) {
       const reports = (await this.statusAll(Math.min(2000, timeoutMs))).filter((s) => s.report);
-      const leaderName = reports.find((s) => s.report!.role === 'leader' || s.report!.leader !== '')?.report?.leader;
-      const at = reports.find((s) => s.report!.name === leaderName && s.report!.role === 'leader');
+      const top = Math.max(0, ...reports.map((s) => s.report!.term));
+      const at = reports.find((s) => s.report!.role === 'leader' && s.report!.term === top);
       if (!at) {
         await sleep(50);
         continue;
       }
       const conn = this.conns.find((c) => formatHostPort(c.endpoint) === at.endpoint)!;
-      const r = await this.admin(conn, ['transfer', name, Math.max(1, Math.ceil(deadline - performance.now()))], timeoutMs);
-      if (typeof r !== 'string') return;
+      const r = await this.admin(conn, req(Math.max(1, Math.ceil(deadline - performance.now()))), timeoutMs);
+      if (typeof r !== 'string') return r;
       if (r.startsWith('rejected:')) throw new RemoteError(r.slice('rejected: '.length));
       why = r;
       await sleep(50);
     }
-    throw new RemoteError(`the leadership did not move to ${name} within ${timeoutMs} ms (${why})`);
+    throw new RemoteError(`${what} within ${timeoutMs} ms (${why})`);
   }
 
   close(): void {

@@ -730,7 +730,9 @@ export class PeerHost {
     const leading = core.isLeader();
     // Waiting proposals are this leadership's: once it is over, their fate is unknown here.
     if (this.proposals.size > 0 && (!leading || term !== this.proposalTerm)) {
-      this.failProposals(Status.Unknown, `peer ${this.id} lost its leadership before the entry was applied; the proposal may or may not be applied`);
+      // Entries already committed in that term are applied here all the same
+      // (a leader that removed itself steps down just as its removal commits): they keep their answer.
+      this.failProposals(Status.Unknown, `peer ${this.id} lost its leadership before the entry was applied; the proposal may or may not be applied`, core.log.commitIndex);
     }
     // A forwarded proposal or a read asked of a leader that is no longer this
     // peer's leader, or can no longer be reached, will get no answer worth
@@ -772,7 +774,7 @@ export class PeerHost {
 
   private track(index: number, term: number, timeoutMs: number, bytes: number, done: OutcomeCallback): void {
     // A new leadership: whatever waited from an older one is not this one's to answer.
-    if (term !== this.proposalTerm) this.failProposals(Status.Unknown, `peer ${this.id} lost its leadership before the entry was applied; the proposal may or may not be applied`);
+    if (term !== this.proposalTerm) this.failProposals(Status.Unknown, `peer ${this.id} lost its leadership before the entry was applied; the proposal may or may not be applied`, this.core.log.commitIndex);
     this.proposalTerm = term;
     const deadline = this.clock.now() + timeoutMs;
     this.proposals.set(index, { term, done, deadline, timeoutMs, bytes });
@@ -783,13 +785,22 @@ export class PeerHost {
     }
   }
 
-  private failProposals(status: Status, message: string): void {
+  /** Answer every waiting proposal but those at or below `keepThrough` (committed in their term: apply answers them). */
+  private failProposals(status: Status, message: string, keepThrough = 0): void {
     if (this.proposals.size === 0) return;
     const all = [...this.proposals];
     this.proposals.clear();
     this.proposalBytes = 0;
     this.proposalDeadline = Infinity;
-    for (const [index, p] of all) p.done(this.outcome(status, message, index));
+    for (const [index, p] of all) {
+      if (index <= keepThrough && this.core.log.term(index) === p.term) {
+        this.proposals.set(index, p);
+        this.proposalBytes += p.bytes;
+        this.proposalDeadline = Math.min(this.proposalDeadline, p.deadline);
+        continue;
+      }
+      p.done(this.outcome(status, message, index));
+    }
   }
 
   private untrack(index: number, p: PendingProposal): void {

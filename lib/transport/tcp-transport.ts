@@ -2,18 +2,20 @@ import { connect, createServer, checkServerIdentity, type Server, type TLSSocket
 import type { WireMessage } from '../node/messages.js';
 import type { Transport } from '../node/seams.js';
 import { checkTlsFiles, peerName, type TlsFiles } from '../tls/tls-files.js';
+import { MAX_PEER_ID } from '../raft/types.js';
 import { BatchBuffer, decodeFrame, encodeFrame, unpackBatchSized } from './codec.js';
 import { FrameError, FrameReader, lengthPrefixed } from './length-frames.js';
 
-/** One member of the cluster as the transport knows it: its position, its certificate's name, where it listens. */
+/** One member of the cluster as the transport knows it: its id (default: its position in the list), its certificate's name, where it listens. */
 export interface TcpPeer {
+  id?: number;
   name: string;
   host: string;
   port: number;
 }
 
 export interface TcpTransportOptions {
-  /** This peer's position in `peers`. */
+  /** This peer's id (a position in `peers` when they carry no ids). */
   id: number;
   peers: TcpPeer[];
   tls: TlsFiles;
@@ -85,15 +87,16 @@ interface Link {
  */
 export class TcpTransport implements Transport {
   readonly id: number;
-  readonly n: number;
-  private readonly peers: TcpPeer[];
+  /** The members by id (this peer included), and their ids by certificate name. */
+  private readonly peers = new Map<number, TcpPeer>();
+  private readonly ids = new Map<string, number>();
   private readonly tls: TlsFiles;
   private readonly maxFrameBytes: number;
   private readonly maxBufferedBytes: number;
   private readonly backoff: { min: number; max: number };
   private readonly server: Server;
-  private readonly links: Link[] = [];
-  private readonly inbound = new Set<TLSSocket>();
+  private readonly links = new Map<number, Link>();
+  private readonly inbound = new Map<TLSSocket, number>();
   private readonly out = new Map<number, BatchBuffer>();
   private handler: ((m: WireMessage) => boolean | void) | undefined;
   private early: WireMessage[] = [];
@@ -104,8 +107,11 @@ export class TcpTransport implements Transport {
 
   private constructor(options: TcpTransportOptions, server: Server) {
     this.id = options.id;
-    this.n = options.peers.length;
-    this.peers = options.peers;
+    options.peers.forEach((p, k) => {
+      const id = p.id ?? k;
+      this.peers.set(id, { ...p, id });
+      this.ids.set(p.name, id);
+    });
     this.tls = options.tls;
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME;
     this.maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED;
@@ -122,7 +128,7 @@ export class TcpTransport implements Transport {
     validate(options);
     // Bad TLS material is a TlsConfigError naming what is wrong.
     const ownName = checkTlsFiles(options.tls);
-    const self = options.peers[options.id]!;
+    const self = options.peers.find((p, k) => (p.id ?? k) === options.id)!;
     if (ownName !== self.name) throw new TcpTransportError(`the certificate is for ${JSON.stringify(ownName)}, but peer ${options.id} is ${JSON.stringify(self.name)}`);
     const server = createServer({
       ca: options.tls.ca,
@@ -153,13 +159,55 @@ export class TcpTransport implements Transport {
     server.on('error', () => {
       // After listening, a server error concerns one connection attempt; the connection's own handlers deal with it.
     });
-    for (let p = 0; p < t.n; p++) {
-      if (p === t.id) continue;
-      const link: Link = { peer: p, socket: undefined, connected: false, waitMs: t.backoff.min, timer: undefined };
-      t.links[p] = link;
-      t.dial(link);
-    }
+    for (const p of t.peers.keys()) if (p !== t.id) t.addLink(p);
     return t;
+  }
+
+  private addLink(p: number): void {
+    const link: Link = { peer: p, socket: undefined, connected: false, waitMs: this.backoff.min, timer: undefined };
+    this.links.set(p, link);
+    this.dial(link);
+  }
+
+  /**
+   * A member joined (or changed its name or address): dial it from now on,
+   * and accept its connections. Throws TcpTransportError for a name that
+   * another member has.
+   */
+  setPeer(id: number, peer: { name: string; host: string; port: number }): void {
+    if (this.closed || id === this.id) return;
+    const owner = this.ids.get(peer.name);
+    if (owner !== undefined && owner !== id) throw new TcpTransportError(`the name ${JSON.stringify(peer.name)} is member ${owner}'s, not ${id}'s`);
+    const known = this.peers.get(id);
+    if (known && known.name === peer.name && known.host === peer.host && known.port === peer.port) return;
+    if (known) this.ids.delete(known.name);
+    this.peers.set(id, { id, ...peer });
+    this.ids.set(peer.name, id);
+    if (!this.links.has(id)) this.addLink(id);
+    else this.setPeerAddress(id, peer.host, peer.port);
+  }
+
+  /** A member left: stop dialing it and close its connections (its certificate no longer admits it). */
+  removePeer(id: number): void {
+    const p = this.peers.get(id);
+    if (!p || id === this.id) return;
+    this.peers.delete(id);
+    this.ids.delete(p.name);
+    const link = this.links.get(id);
+    this.links.delete(id);
+    if (link) {
+      clearTimeout(link.timer);
+      const s = link.socket;
+      link.socket = undefined;
+      s?.destroy();
+    }
+    this.out.delete(id);
+    for (const [s, from] of this.inbound) if (from === id) s.destroy();
+  }
+
+  /** The members this transport knows, by id. */
+  members(): TcpPeer[] {
+    return [...this.peers.values()];
   }
 
   /** The address the server listens on (its port when 0 was asked for). */
@@ -179,8 +227,8 @@ export class TcpTransport implements Transport {
 
   /** The address of `peer` changed (the cluster's configuration says so): reconnect there. */
   setPeerAddress(peer: number, host: string, port: number): void {
-    const p = this.peers[peer];
-    const link = this.links[peer];
+    const p = this.peers.get(peer);
+    const link = this.links.get(peer);
     if (!p || !link) throw new TcpTransportError(`no peer ${peer}`);
     p.host = host;
     p.port = port;
@@ -195,11 +243,11 @@ export class TcpTransport implements Transport {
 
   /** Bytes written to `peer`'s connection that the kernel has not taken yet (at most maxBufferedBytes). */
   bufferedBytes(peer: number): number {
-    return this.links[peer]?.socket?.writableLength ?? 0;
+    return this.links.get(peer)?.socket?.writableLength ?? 0;
   }
 
   reachable(peer: number): boolean {
-    return this.links[peer]?.connected === true;
+    return this.links.get(peer)?.connected === true;
   }
 
   stats(): TcpTransportStats {
@@ -207,7 +255,7 @@ export class TcpTransport implements Transport {
   }
 
   send(m: WireMessage): void {
-    if (this.closed || m.to === this.id || !Number.isInteger(m.to) || m.to < 0 || m.to >= this.n) return;
+    if (this.closed || m.to === this.id || !this.links.has(m.to)) return;
     const frame = encodeFrame({ fromInc: 0, toInc: 0, msg: m });
     let b = this.out.get(m.to);
     if (!b) this.out.set(m.to, (b = new BatchBuffer()));
@@ -220,7 +268,7 @@ export class TcpTransport implements Transport {
     for (const [to, b] of this.out) {
       if (b.empty) continue;
       const batch = b.take();
-      const link = this.links[to];
+      const link = this.links.get(to);
       const s = link?.socket;
       if (!link?.connected || !s || s.writableLength + batch.length > this.maxBufferedBytes) {
         this.counts.droppedBatches++;
@@ -235,18 +283,17 @@ export class TcpTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     this.server.close();
-    for (const link of this.links) {
-      if (!link) continue;
+    for (const link of this.links.values()) {
       clearTimeout(link.timer);
       link.socket?.destroy();
     }
-    for (const s of this.inbound) s.destroy();
+    for (const s of this.inbound.keys()) s.destroy();
     this.inbound.clear();
   }
 
   private dial(link: Link): void {
-    if (this.closed) return;
-    const p = this.peers[link.peer]!;
+    if (this.closed || this.links.get(link.peer) !== link) return;
+    const p = this.peers.get(link.peer)!;
     const s = connect({
       host: p.host,
       port: p.port,
@@ -276,7 +323,7 @@ export class TcpTransport implements Transport {
       link.connected = false;
       if (link.socket !== s) return;
       link.socket = undefined;
-      if (this.closed) return;
+      if (this.closed || this.links.get(link.peer) !== link) return;
       if (was) this.onLost?.(link.peer);
       const wait = link.waitMs * (0.5 + Math.random() / 2);
       link.waitMs = Math.min(link.waitMs * 2, this.backoff.max);
@@ -287,12 +334,12 @@ export class TcpTransport implements Transport {
   private accept(s: TLSSocket): void {
     if (this.closed) return void s.destroy();
     const name = peerName(s.getPeerCertificate());
-    const from = this.peers.findIndex((p) => p.name === name);
-    if (from < 0 || from === this.id) {
+    const from = name === undefined ? undefined : this.ids.get(name);
+    if (from === undefined || from === this.id) {
       this.counts.refusedConnections++;
       return void s.destroy();
     }
-    this.inbound.add(s);
+    this.inbound.set(s, from);
     s.setNoDelay(true);
     const reader = new FrameReader(this.maxFrameBytes);
     const garbage = () => {
@@ -328,7 +375,7 @@ export class TcpTransport implements Transport {
     for (const { raw, bytes } of raws) {
       let m: WireMessage;
       try {
-        m = decodeFrame(raw, this.n).msg;
+        m = decodeFrame(raw, MAX_PEER_ID + 1).msg;
       } catch {
         return false;
       }
@@ -364,7 +411,14 @@ function count(table: Record<number, { messages: number; bytes: number }>, type:
 
 function validate(o: TcpTransportOptions): void {
   if (!Array.isArray(o.peers) || o.peers.length < 1) throw new TcpTransportError('peers must list at least one peer');
-  if (!Number.isInteger(o.id) || o.id < 0 || o.id >= o.peers.length) throw new TcpTransportError(`id ${String(o.id)} is not a position in peers (0 to ${o.peers.length - 1})`);
+  const ids = new Set<number>();
+  o.peers.forEach((p, k) => {
+    const id = p?.id ?? k;
+    if (!Number.isInteger(id) || id < 0 || id > MAX_PEER_ID) throw new TcpTransportError(`peer ${k} has id ${String(id)}, not a peer id`);
+    if (ids.has(id)) throw new TcpTransportError(`the id ${id} is given to two peers`);
+    ids.add(id);
+  });
+  if (!ids.has(o.id)) throw new TcpTransportError(`id ${String(o.id)} is not one of the peers' (${[...ids].join(', ')})`);
   const names = new Set<string>();
   o.peers.forEach((p, i) => {
     if (typeof p?.name !== 'string' || p.name === '') throw new TcpTransportError(`peer ${i} has no name`);

@@ -44,19 +44,24 @@ export interface NodeProc {
 export class ProcessCluster {
   readonly dir: string;
   readonly names: string[];
+  /** The members of the initial cluster (the first names); the others can join later. */
+  readonly initial: string[];
+  /** How joined nodes are started (their --join and --members). */
+  private readonly joined = new Map<string, { clusterId: string; members: string }>();
   peerPorts: number[] = [];
   clientPorts: number[] = [];
   metricsPorts: number[] = [];
   readonly procs = new Map<string, NodeProc>();
   clientTls!: TlsFiles;
 
-  private constructor(names: string[]) {
+  private constructor(names: string[], initial: number) {
     this.dir = mkdtempSync(join(tmpdir(), 'actor-raft-nodes-'));
     this.names = names;
+    this.initial = names.slice(0, initial);
   }
 
-  static async create(names = ['a', 'b', 'c']): Promise<ProcessCluster> {
-    const c = new ProcessCluster(names);
+  static async create(names = ['a', 'b', 'c'], initial = names.length): Promise<ProcessCluster> {
+    const c = new ProcessCluster(names, initial);
     const ca = await createDevCa();
     for (const name of [...names, 'client']) {
       const pem = await issueCertificate(ca, name);
@@ -77,7 +82,16 @@ export class ProcessCluster {
   }
 
   initialCluster(): string {
-    return this.names.map((n, i) => `${n}=127.0.0.1:${this.peerPorts[i]}`).join(',');
+    return this.initial.map((n, i) => `${n}=127.0.0.1:${this.peerPorts[i]}`).join(',');
+  }
+
+  peerAddress(name: string): string {
+    return `127.0.0.1:${this.peerPorts[this.names.indexOf(name)]}`;
+  }
+
+  /** From now on `name` starts as a node joining the cluster (what `member add` answered). */
+  setJoined(name: string, added: { clusterId: string; members: string }): void {
+    this.joined.set(name, added);
   }
 
   dataDir(name: string): string {
@@ -87,7 +101,9 @@ export class ProcessCluster {
   serveArgs(name: string): string[] {
     const i = this.names.indexOf(name);
     const t = this.tlsPaths(name);
-    return ['serve', '--name', name, '--initial-cluster', this.initialCluster(), '--listen-client', `127.0.0.1:${this.clientPorts[i]}`, '--listen-metrics', `127.0.0.1:${this.metricsPorts[i]}`, '--data-dir', this.dataDir(name), '--ca', t.ca, '--cert', t.cert, '--key', t.key];
+    const how = this.joined.get(name);
+    const cluster = how ? ['--join', how.clusterId, '--members', how.members, '--listen-peer', this.peerAddress(name)] : ['--initial-cluster', this.initialCluster()];
+    return ['serve', '--name', name, ...cluster, '--listen-client', `127.0.0.1:${this.clientPorts[i]}`, '--listen-metrics', `127.0.0.1:${this.metricsPorts[i]}`, '--data-dir', this.dataDir(name), '--ca', t.ca, '--cert', t.cert, '--key', t.key];
   }
 
   /** Run the CLI once; resolves with its exit code and output. */
@@ -132,8 +148,18 @@ export class ProcessCluster {
     return p;
   }
 
+  /** Start every member of the initial cluster. */
   async startAll(): Promise<void> {
-    await Promise.all(this.names.map((n) => this.start(n)));
+    await Promise.all(this.initial.map((n) => this.start(n)));
+  }
+
+  /** SIGTERM node `name` and wait for it to exit. */
+  async stop(name: string): Promise<void> {
+    const p = this.procs.get(name);
+    if (!p) return;
+    p.child.kill('SIGTERM');
+    await within(p.exited, `node ${name} to stop`, 10_000);
+    this.procs.delete(name);
   }
 
   /** SIGKILL node `name` and wait for it to be gone. */

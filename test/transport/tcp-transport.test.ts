@@ -281,7 +281,8 @@ t.test('peer hosts elect a leader and replicate over it; with one peer gone the 
 
 t.test('bad options and bad TLS files are refused with errors that name the problem', async (t) => {
   const peers: TcpPeer[] = [{ name: 'peer-0', host: '127.0.0.1', port: 0 }, { name: 'peer-1', host: '127.0.0.1', port: 0 }];
-  await t.rejects(TcpTransport.open({ id: 2, peers, tls: files('peer-0') }), { name: 'TcpTransportError', message: /id 2 is not a position/ });
+  await t.rejects(TcpTransport.open({ id: 2, peers, tls: files('peer-0') }), { name: 'TcpTransportError', message: /id 2 is not one of the peers' \(0, 1\)/ });
+  await t.rejects(TcpTransport.open({ id: 0, peers: [{ ...peers[0]!, id: 5 }, { ...peers[1]!, id: 5 }], tls: files('peer-0') }), { message: /id 5 is given to two peers/ });
   await t.rejects(TcpTransport.open({ id: 0, peers: [peers[0]!, { ...peers[1]!, name: 'peer-0' }], tls: files('peer-0') }), { message: /given to two peers/ });
   await t.rejects(TcpTransport.open({ id: 0, peers, tls: files('peer-1') }), { name: 'TcpTransportError', message: /certificate is for "peer-1", but peer 0 is "peer-0"/ });
   await t.rejects(TcpTransport.open({ id: 0, peers, tls: { ...files('peer-0'), key: certs.get('peer-1')!.key } }), TlsConfigError);
