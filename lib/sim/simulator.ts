@@ -798,6 +798,11 @@ export class Simulation {
     p.lastApplied = log.appliedIndex;
     if (!core.isLeader()) return;
     const term = core.currentTerm();
+    // A leadership counts once its term is on disk: before that nothing of it can
+    // leave (a Ready that changes the term sends nothing before its write, and
+    // commits need the leader's own entries written). A lone voter elects itself
+    // at once, and may crash before the write and vote again in that term.
+    if (p.diskTerm < term) return;
     const known = this.leaderOfTerm.get(term);
     if (known === p.id) return;
     if (known !== undefined) this.fail(`election safety: peers ${known} and ${p.id} are both leaders of term ${term}`);
