@@ -13,6 +13,10 @@
  * Prints one markdown table line per row as it completes, a detailed table
  * at the end, and writes bench/results/versus-etcd-<time>.json.
  *
+ * --ours nodes (npm run bench:nodes) runs ours as three `actor-raft serve`
+ * processes instead, reached over loopback TCP with mutual TLS by Clerks
+ * on one RemoteCluster; their CPU is read from /proc, as etcd's is.
+ *
  * Both systems' data directories are under ./data/ (the same file system,
  * as kv.ts uses; a tmpfs /tmp would make fsync free); etcd's logs go to a
  * temporary directory, shown on failure and deleted after a clean run.
@@ -26,6 +30,7 @@ import { Etcd3 } from 'etcd3';
 import { RaftGroup } from '../lib/index.js';
 import { Clerk, kvStateMachine } from '../lib/kv/index.js';
 import { EtcdCluster, clockTicks, etcdVersion, findOnPath, tail } from './etcd-cluster.js';
+import { NodeCluster } from './node-cluster.js';
 import { closedLoop, round3, summarize, type LoopOptions, type LoopResult, type Summary } from './workload.js';
 import { commit, machineInfo } from './run-info.js';
 
@@ -42,6 +47,7 @@ const USAGE = `usage: node dist/bench/versus-etcd.js [options]
                         the large-key row is then not run)
   --keys-per-client N   keys each client cycles through in every row (the large-key row is then not run)
   --only ours|etcd      run one system only
+  --ours group|nodes    ours in this process (a RaftGroup; default) or as three node processes over TLS
   --help                this text
 default rows: 1, 16, 64 and 256 clients x 1,000 keys (8 s), then 256 clients x 4,000 keys (16 s)`;
 
@@ -89,7 +95,7 @@ interface RowResult {
 
 class UsageError extends Error {}
 
-function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System } {
+function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System; nodes: boolean } {
   let values;
   try {
     values = parseArgs({
@@ -101,6 +107,7 @@ function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System } {
         clients: { type: 'string' },
         'keys-per-client': { type: 'string' },
         only: { type: 'string' },
+        ours: { type: 'string' },
         help: { type: 'boolean' },
       },
     }).values;
@@ -129,10 +136,12 @@ function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System } {
     if (values.only !== 'ours' && values.only !== 'etcd') throw new UsageError(`--only wants ours or etcd, got "${values.only}"`);
     only = values.only;
   }
+  if (values.ours !== undefined && values.ours !== 'group' && values.ours !== 'nodes') throw new UsageError(`--ours wants group or nodes, got "${values.ours}"`);
+  const nodes = values.ours === 'nodes';
   const rows: RowSpec[] = (clients ?? [1, 16, 64, 256]).map((c) => ({ clients: c, keysPerClient: keys ?? 1000, seconds: seconds ?? 8 }));
   // The large-key-space row belongs to the default set only: with --clients or --keys-per-client the rows are exactly the ones asked for.
-  if (!clients && keys === undefined) rows.push({ clients: 256, keysPerClient: 4000, seconds: seconds ?? 16 });
-  return { rows, only };
+  if (!clients && keys === undefined && !nodes) rows.push({ clients: 256, keysPerClient: 4000, seconds: seconds ?? 16 });
+  return { rows, only, nodes };
 }
 
 let flags: ReturnType<typeof parseFlags>;
@@ -155,7 +164,7 @@ if (!etcdBin && flags.only !== 'ours') {
 }
 const runEtcd = etcdBin !== undefined;
 const runOurs = flags.only !== 'etcd';
-const CLK_TCK = runEtcd ? clockTicks() : 100;
+const CLK_TCK = runEtcd || flags.nodes ? clockTicks() : 100;
 const ETCD_VERSION = etcdBin ? etcdVersion(etcdBin) : undefined;
 
 // ---- cleanup on every way out -------------------------------------------------
@@ -169,6 +178,7 @@ let failed = false;
 // Last resort, synchronous: whatever still runs is killed, the data removed.
 process.on('exit', () => {
   EtcdCluster.killAll();
+  NodeCluster.killAll();
   rmSync(baseDir, { recursive: true, force: true });
 });
 
@@ -270,6 +280,33 @@ async function oursRow(spec: RowSpec, index: number, label: string): Promise<Sys
   }
 }
 
+async function nodesRow(spec: RowSpec, index: number, label: string): Promise<SystemResult> {
+  const dir = join(baseDir, `nodes-${index}`);
+  const cluster = await NodeCluster.start(dir, PEERS, SNAPSHOT_THRESHOLD);
+  const remote = cluster.remote();
+  const cks = Array.from({ length: spec.clients }, () => remote.clerk());
+  try {
+    await cks[0]!.get('warm-up');
+    const ticks0 = cluster.cpuTicks();
+    const cpu0 = process.cpuUsage();
+    const r = await closedLoop({ ...spec, value: VALUE, onProgress: progress(label, spec) }, (k, key, value) => cks[k]!.put(key, value), abort.signal);
+    const ticks = cluster.cpuTicks() - ticks0;
+    const clientCpu = cpuMicros(process.cpuUsage(cpu0));
+    clearProgress();
+    if (abort.signal.aborted) throw new Error('interrupted');
+    if (cluster.exited()) throw new Error('a node exited during the row');
+    return { ...systemResult('ours', spec, r, ((ticks / CLK_TCK) * 1e6) / r.puts), clientCpuUsPerPut: round3(clientCpu / r.puts) };
+  } catch (e) {
+    clearProgress();
+    throw e;
+  } finally {
+    for (const ck of cks) ck.close();
+    remote.close();
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // ---- output -------------------------------------------------------------------
 
 const fmt = (x: number | undefined, digits: number) => (x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits));
@@ -289,8 +326,8 @@ const machine = {
 
 console.log(
   `Side by side with etcd${ETCD_VERSION ? ` ${ETCD_VERSION}` : ''}: ${PEERS} members/peers on 127.0.0.1, fsync on in both, closed-loop Puts of ${VALUE.length}-byte values; ` +
-    `one etcd3 client on all ${PEERS} endpoints / Clerks on one group handle; client k writes key-k-(n mod keys/client); ` +
-    `a fresh cluster per row, etcd's row then ours. ratio = ours / etcd. CPU per Put: etcd, its ${PEERS} processes; ours, our whole process (peers, Clerks, GC).`,
+    `one etcd3 client on all ${PEERS} endpoints / Clerks on ${flags.nodes ? `one RemoteCluster (${PEERS} actor-raft serve processes, TCP with mutual TLS)` : 'one group handle'}; client k writes key-k-(n mod keys/client); ` +
+    `a fresh cluster per row, etcd's row then ours. ratio = ours / etcd. CPU per Put: etcd, its ${PEERS} processes; ours, ${flags.nodes ? `its ${PEERS} node processes` : 'our whole process (peers, Clerks, GC)'}.`,
 );
 console.log(`machine: ${machine.cpus} CPUs (${machine.cpu}), ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; commit ${commit() ?? 'unknown'}`);
 console.log(`rows: ${flags.rows.map((r) => `${r.clients}x${r.keysPerClient} (${r.seconds} s)`).join(', ')}${runEtcd ? '' : '; ours only'}${runOurs ? '' : '; etcd only'}`);
@@ -307,7 +344,7 @@ try {
     results.push(row);
     const name = `row ${i + 1}/${flags.rows.length} ${spec.clients} clients x ${spec.keysPerClient} keys`;
     if (runEtcd) row.etcd = await etcdRow(spec, i, `${name}, etcd`);
-    if (runOurs) row.ours = await oursRow(spec, i, `${name}, ours`);
+    if (runOurs) row.ours = flags.nodes ? await nodesRow(spec, i, `${name}, ours (nodes)`) : await oursRow(spec, i, `${name}, ours`);
     console.log(tableLine(row));
   }
 } catch (e) {
@@ -322,9 +359,9 @@ if (all.length) {
   console.log('| system | clients | keys/client | puts | errors | s | Puts/s | p50 ms | p99 ms | max ms | µs CPU/Put (servers) | µs CPU/Put (bench process) | keys written | keys in etcd |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of all) {
-    const server = s.system === 'etcd' ? fmt(s.cpuUsPerPut, 1) : `${fmt(s.cpuUsPerPut, 1)} (whole process)`;
+    const server = s.system === 'etcd' || flags.nodes ? fmt(s.cpuUsPerPut, 1) : `${fmt(s.cpuUsPerPut, 1)} (whole process)`;
     console.log(
-      `| ${s.system} | ${s.clients} | ${s.keysPerClient} | ${s.puts} | ${s.errors} | ${s.seconds} | ${s.putsPerSecond} | ${fmt(s.p50ms, 3)} | ${fmt(s.p99ms, 3)} | ${fmt(s.maxMs, 1)} | ${server} | ${s.system === 'etcd' ? fmt(s.clientCpuUsPerPut, 1) : '(included)'} | ${s.keysWritten} | ${s.keysInStore ?? '—'} |`,
+      `| ${s.system} | ${s.clients} | ${s.keysPerClient} | ${s.puts} | ${s.errors} | ${s.seconds} | ${s.putsPerSecond} | ${fmt(s.p50ms, 3)} | ${fmt(s.p99ms, 3)} | ${fmt(s.maxMs, 1)} | ${server} | ${s.system === 'etcd' || flags.nodes ? fmt(s.clientCpuUsPerPut, 1) : '(included)'} | ${s.keysWritten} | ${s.keysInStore ?? '—'} |`,
     );
   }
   for (const s of all) if (s.firstError) console.log(`${s.system} ${s.clients}x${s.keysPerClient}: ${s.errors} Puts failed, the first with ${s.firstError}`);
@@ -344,7 +381,7 @@ if (all.length === 0) {
 const date = new Date().toISOString();
 const dir = new URL('./results/', new URL('../../bench/', import.meta.url));
 mkdirSync(dir, { recursive: true });
-const file = new URL(`versus-etcd-${date.replace(/[:.]/g, '-')}.json`, dir);
+const file = new URL(`${flags.nodes ? 'nodes-versus-etcd' : 'versus-etcd'}-${date.replace(/[:.]/g, '-')}.json`, dir);
 writeFileSync(
   file,
   JSON.stringify(
@@ -363,9 +400,13 @@ writeFileSync(
         closedLoop: true,
         keys: 'client k writes key-${k}-${n % keysPerClient}',
         etcdClient: 'etcd3 1.x, one Etcd3 on all endpoints (it picks a member at random per call)',
-        oursClient: 'Clerks on one RaftGroup handle, snapshotThreshold 1 MiB',
+        oursClient: flags.nodes
+          ? 'Clerks on one RemoteCluster: 3 actor-raft serve processes on loopback, TCP with mutual TLS (TLS 1.3), snapshotThreshold 1 MiB'
+          : 'Clerks on one RaftGroup handle, snapshotThreshold 1 MiB',
         ratio: 'ours / etcd',
-        cpu: 'etcd: utime+stime of its 3 processes from /proc/<pid>/stat; etcd bench process: process.cpuUsage(); ours: process.cpuUsage() of the whole process (all threads)',
+        cpu: flags.nodes
+          ? 'etcd and ours: utime+stime of the 3 server processes from /proc/<pid>/stat; bench process: process.cpuUsage()'
+          : 'etcd: utime+stime of its 3 processes from /proc/<pid>/stat; etcd bench process: process.cpuUsage(); ours: process.cpuUsage() of the whole process (all threads)',
         percentiles: 'nearest rank',
       },
       rows: results,

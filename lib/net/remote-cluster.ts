@@ -64,15 +64,21 @@ export class RemoteCluster {
     );
   }
 
-  /** The first report any endpoint gives. */
+  /**
+   * The leader's report (of the highest term any endpoint reports), else
+   * the newest one: a removed node, or one cut off, may not know the
+   * configuration has changed.
+   */
   async status(timeoutMs = 5000): Promise<NodeReport> {
     const deadline = performance.now() + timeoutMs;
     let why = '';
     while (performance.now() < deadline) {
-      for (const s of await this.statusAll(Math.max(1, Math.min(2000, deadline - performance.now())))) {
-        if (s.report) return s.report;
-        why = `${s.endpoint}: ${s.error}`;
-      }
+      const all = await this.statusAll(Math.max(1, Math.min(2000, deadline - performance.now())));
+      const reports = all.flatMap((s) => (s.report ? [s.report] : []));
+      const top = Math.max(0, ...reports.map((r) => r.term));
+      const best = reports.find((r) => r.role === 'leader' && r.term === top) ?? [...reports].sort((a, b) => b.commitIndex - a.commitIndex)[0];
+      if (best) return best;
+      why = all.map((s) => `${s.endpoint}: ${s.error}`).join('; ');
       await sleep(50);
     }
     throw new RemoteError(`no endpoint answered within ${timeoutMs} ms (${why})`);

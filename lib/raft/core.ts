@@ -569,6 +569,20 @@ export class RaftCore {
       // A second leader in one term (or one sending to the leader itself): Election Safety says none exists.
       return false;
     }
+    // A server outside this peer's configuration (removed, and perhaps never
+    // told) asks for votes: while a leader is heard from it is ignored
+    // altogether, term included (thesis 4.2.3), or, without pre-vote, it
+    // would depose each leader in turn and never win.
+    if (
+      m.type === MessageType.Vote &&
+      !m.pre &&
+      m.term > this.term &&
+      !this.voterSet.has(m.from) &&
+      this.leader !== -1 &&
+      (this.role === Role.Leader || this.electionElapsed < this.electionTicks)
+    ) {
+      return true;
+    }
     // A pre-vote asks about a future term, and a granted one echoes it: neither moves our term.
     const aboutFutureTerm = (m.type === MessageType.Vote && m.pre) || (m.type === MessageType.VoteResponse && m.pre && m.granted);
     if (m.term > this.term && !aboutFutureTerm) {
