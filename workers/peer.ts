@@ -41,6 +41,7 @@ function run(b: PeerBoot): void {
   // The lab's network knows its n peers; a group's may grow (membership changes), so any peer id is heard.
   const transport = b.faults ? new FaultTransport(b.id, b.incarnation, new FaultState(b.n, b.faults)) : new PortTransport(b.id, MAX_PEER_ID + 1, b.incarnation);
   for (const [peer, port] of Object.entries(b.ports)) transport.setPort(Number(peer), port);
+  if (!b.faults) transport.countTraffic();
   const earlyClients: MessagePort[] = [];
   let peer: Booted | undefined;
   let failure: SerializedError | undefined;
@@ -102,6 +103,10 @@ function run(b: PeerBoot): void {
         heapUsedBytes: heap.used_heap_size,
         heapTotalBytes: heap.total_heap_size,
         meter: meter.figures(),
+        ...(() => {
+          const traffic = p.transport.trafficCounts();
+          return traffic ? { traffic } : {};
+        })(),
         ...(cpuMs === undefined ? {} : { cpuMs }),
       };
     },

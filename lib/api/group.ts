@@ -389,7 +389,9 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
     return peerRegistry(async () => {
       const peers = this.closed ? [] : (await this.status()).peers;
       return peers.flatMap((p) =>
-        p.running ? [{ labels: { peer: String(p.id) }, host: p, meter: p.meter, heapUsedBytes: p.heapUsedBytes, ...(p.cpuMs === undefined ? {} : { cpuMs: p.cpuMs }) }] : [],
+        p.running
+          ? [{ labels: { peer: String(p.id) }, host: p, meter: p.meter, ...(p.traffic ? { traffic: p.traffic } : {}), heapUsedBytes: p.heapUsedBytes, ...(p.cpuMs === undefined ? {} : { cpuMs: p.cpuMs }) }]
+          : [],
       );
     }, registry ?? new RegistryClass());
   }

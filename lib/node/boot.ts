@@ -53,6 +53,8 @@ export interface PeerStatus extends HostStatus {
   heapTotalBytes: number;
   /** Leader changes, client proposals by outcome with their latency, and durable writes' latency (for metrics). */
   meter: MeterFigures;
+  /** Peer messages and bytes sent and received by type (groups count them; the lab does not). */
+  traffic?: { sent: Record<number, { messages: number; bytes: number }>; received: Record<number, { messages: number; bytes: number }> };
   /** CPU time the peer's thread has used, in ms (Linux only; 10 ms resolution). */
   cpuMs?: number;
 }

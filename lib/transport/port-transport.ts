@@ -1,7 +1,10 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { WireMessage } from '../node/messages.js';
 import type { Transport } from '../node/seams.js';
-import { BatchBuffer, decodeFrame, encodeFrame, unpackBatch, type Frame } from './codec.js';
+import { BatchBuffer, decodeFrame, encodeFrame, unpackBatch, unpackBatchSized, type Frame } from './codec.js';
+
+/** Messages and bytes by message type. */
+export type TrafficCounts = Record<number, { messages: number; bytes: number }>;
 
 /**
  * One peer's side of the in-process network: a MessagePort to each other
@@ -20,6 +23,18 @@ export class PortTransport implements Transport {
   onLost: ((peer: number) => void) | undefined;
   protected closed = false;
   private dropped = 0;
+  /** Counted only when asked for (a group's metrics): the lab's CPU budget has no room for it. */
+  private traffic: { sent: TrafficCounts; received: TrafficCounts } | undefined;
+
+  /** Count messages and bytes sent and received by type from now on (see traffic()). */
+  countTraffic(): void {
+    this.traffic ??= { sent: {}, received: {} };
+  }
+
+  /** What countTraffic() counted, or undefined if it was not asked for. */
+  trafficCounts(): { sent: TrafficCounts; received: TrafficCounts } | undefined {
+    return this.traffic && structuredClone(this.traffic);
+  }
 
   constructor(
     readonly id: number,
@@ -94,13 +109,21 @@ export class PortTransport implements Transport {
       return;
     }
     let raws: unknown[];
+    let sizes: number[] | undefined;
     try {
-      raws = unpackBatch(data);
+      if (this.traffic) {
+        const sized = unpackBatchSized(data);
+        raws = sized.map((x) => x.raw);
+        sizes = sized.map((x) => x.bytes);
+      } else {
+        raws = unpackBatch(data);
+      }
     } catch {
       this.countGarbage();
       return;
     }
-    for (const raw of raws) {
+    for (let k = 0; k < raws.length; k++) {
+      const raw = raws[k];
       let frame: Frame;
       try {
         frame = decodeFrame(raw, this.n);
@@ -114,13 +137,16 @@ export class PortTransport implements Transport {
         continue;
       }
       if (!this.admit(frame)) continue;
+      if (this.traffic) tally(this.traffic.received, m.type, sizes![k]!);
       if (this.handler?.(m) === false) this.countGarbage();
     }
   }
 
   send(m: WireMessage): void {
     if (this.closed || m.to === this.id || m.to < 0 || m.to >= this.n) return;
-    this.enqueue(m.to, encodeFrame({ fromInc: this.inc, toInc: 0, msg: m }));
+    const frame = encodeFrame({ fromInc: this.inc, toInc: 0, msg: m });
+    if (this.traffic) tally(this.traffic.sent, m.type, frame.length);
+    this.enqueue(m.to, frame);
   }
 
   protected enqueue(to: number, frame: Uint8Array): void {
@@ -145,4 +171,10 @@ export class PortTransport implements Transport {
   protected canPost(): boolean {
     return !this.closed;
   }
+}
+
+function tally(table: TrafficCounts, type: number, bytes: number): void {
+  const c = (table[type] ??= { messages: 0, bytes: 0 });
+  c.messages++;
+  c.bytes += bytes;
 }
