@@ -4,42 +4,20 @@
 // refused changes are typed errors with the configuration unchanged.
 import t from 'tap';
 import { LinearizabilityChecker } from '../../lib/check/checker.js';
-import { KvOp, type KvOperation } from '../../lib/check/kv-model.js';
+import { readBack, startKvLoad } from '../fixtures/kv-load.js';
 import { MembershipError, RaftGroup } from '../../lib/index.js';
 import { Clerk, kvStateMachine } from '../../lib/kv/index.js';
 
-const nowNs = () => Number(process.hrtime.bigint());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test('grow 3 -> 5 and shrink 5 -> 3 under load, the leader removed too: nothing lost, linearizable', async (t) => {
   // A small snapshot threshold: the new peers catch up from a snapshot.
   const g = await RaftGroup.open({ peers: 3, stateMachine: kvStateMachine, snapshotThreshold: 16 * 1024 });
   t.teardown(() => g.close());
-  const history: KvOperation[] = [];
-  const expected: Map<string, string>[] = [];
-  let stop = false;
   const handle = g.handle();
   const clerks = Array.from({ length: 6 }, () => Clerk.connect(handle));
-  const runs = clerks.map(async (ck, c) => {
-    const own = new Map<string, string>();
-    expected.push(own);
-    for (let n = 0; !stop; n++) {
-      const call = nowNs();
-      if (n % 3 === 0) {
-        const key = `own-${c}-${n % 2}`;
-        const token = `${c}.${n};`;
-        await ck.append(key, token);
-        own.set(key, (own.get(key) ?? '') + token);
-        history.push({ clientId: c, input: { op: KvOp.Append, key, value: token }, output: { value: '' }, call, ret: nowNs() });
-      } else if (n % 3 === 1) {
-        await ck.put(`shared-${n % 5}`, `${c}.${n}`);
-        history.push({ clientId: c, input: { op: KvOp.Put, key: `shared-${n % 5}`, value: `${c}.${n}` }, output: { value: '' }, call, ret: nowNs() });
-      } else {
-        const got = await ck.get(`shared-${n % 5}`);
-        history.push({ clientId: c, input: { op: KvOp.Get, key: `shared-${n % 5}`, value: '' }, output: { value: got }, call, ret: nowNs() });
-      }
-    }
-  });
+  const load = startKvLoad(clerks, { appendShare: 1 / 3, ownKeys: 2, sharedKeys: 5 });
+  const history = load.history;
   await sleep(500);
   const a = await g.addMember();
   const b = await g.addMember();
@@ -61,10 +39,8 @@ t.test('grow 3 -> 5 and shrink 5 -> 3 under load, the leader removed too: nothin
   t.notOk(m.voters.includes(leader), `the old leader ${leader} is out`);
   t.not((await g.status()).leader, leader, 'and someone else leads');
   await sleep(300);
-  stop = true;
-  await Promise.all(runs);
-  let wrong = 0;
-  for (const own of expected) for (const [key, want] of own) if ((await clerks[0]!.get(key)) !== want) wrong++;
+  await load.stop();
+  const { wrong } = await readBack(clerks[0]!, load);
   for (const ck of clerks) ck.close();
   t.equal(wrong, 0, 'every acknowledged Append is there, in order, once');
   t.ok(history.length > 100, `${history.length} operations while the membership changed`);

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LinearizabilityChecker } from '../../lib/check/checker.js';
-import { KvOp, type KvOperation } from '../../lib/check/kv-model.js';
+import { readBack, startKvLoad } from '../fixtures/kv-load.js';
 import { createDevCa, issueCertificate } from '../../lib/tls/dev-ca.js';
 import { ProcessCluster, sleep, within } from './node-processes.js';
 import type { NodeReport } from '../../lib/net/admin.js';
@@ -30,34 +30,9 @@ async function reports(): Promise<Map<string, NodeReport>> {
 }
 
 t.test('SIGKILL a node under client load, restart it from its files: no acknowledged write lost, history linearizable', async (t) => {
-  const history: KvOperation[] = [];
-  const expected: Map<string, string>[] = [];
-  let stop = false;
-  const CLIENTS = 8;
-  const clerks = Array.from({ length: CLIENTS }, () => remote.clerk());
-  const runs = clerks.map(async (ck, c) => {
-    const own = new Map<string, string>();
-    expected.push(own);
-    for (let n = 0; !stop; n++) {
-      const r = Math.random();
-      const call = nowNs();
-      if (r < 0.4) {
-        const key = `own-${c}-${n % 3}`;
-        const token = `${c}.${n};`;
-        await ck.append(key, token);
-        own.set(key, (own.get(key) ?? '') + token);
-        history.push({ clientId: c, input: { op: KvOp.Append, key, value: token }, output: { value: '' }, call, ret: nowNs() });
-      } else if (r < 0.7) {
-        const key = `shared-${n % 4}`;
-        await ck.put(key, `${c}.${n}`);
-        history.push({ clientId: c, input: { op: KvOp.Put, key, value: `${c}.${n}` }, output: { value: '' }, call, ret: nowNs() });
-      } else {
-        const key = `shared-${n % 4}`;
-        const got = await ck.get(key);
-        history.push({ clientId: c, input: { op: KvOp.Get, key, value: '' }, output: { value: got }, call, ret: nowNs() });
-      }
-    }
-  });
+  const clerks = Array.from({ length: 8 }, () => remote.clerk());
+  const load = startKvLoad(clerks);
+  const history = load.history;
   await sleep(1500);
   const victim = await cluster.leader(remote);
   const beforeKill = history.length;
@@ -67,23 +42,11 @@ t.test('SIGKILL a node under client load, restart it from its files: no acknowle
   const servedWhileDown = history.filter((op) => op.call > killedAt).length;
   await cluster.start(victim);
   await sleep(1500);
-  stop = true;
-  await within(Promise.all(runs), 'the clients to finish', 30_000);
+  await within(load.stop(), 'the clients to finish', 30_000);
   t.ok(beforeKill > 50, `operations before the kill (${beforeKill})`);
   t.ok(servedWhileDown > 50, `operations served after the leader ${victim} was killed (${servedWhileDown})`);
 
-  const reader = clerks[0]!;
-  let appends = 0;
-  let wrong = 0;
-  for (const own of expected) {
-    for (const [key, want] of own) {
-      const call = nowNs();
-      const got = await reader.get(key);
-      history.push({ clientId: 0, input: { op: KvOp.Get, key, value: '' }, output: { value: got }, call, ret: nowNs() });
-      appends += want.split(';').length - 1;
-      if (got !== want) wrong++;
-    }
-  }
+  const { wrong, appends } = await readBack(clerks[0]!, load);
   for (const ck of clerks) ck.close();
   t.equal(wrong, 0, `every acknowledged Append read back, in order, once (${appends} Appends)`);
 
@@ -112,7 +75,7 @@ t.test('SIGKILL a node under client load, restart it from its files: no acknowle
   await cluster.startAll();
   const after = remote.clerk();
   let lost = 0;
-  for (const own of expected) for (const [key, want] of own) if ((await after.get(key)) !== want) lost++;
+  for (const own of load.expected) for (const [key, want] of own) if ((await after.get(key)) !== want) lost++;
   after.close();
   t.equal(lost, 0, 'after every node was SIGKILLed and restarted, every acknowledged Append is still there');
 });

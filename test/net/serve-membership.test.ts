@@ -5,10 +5,9 @@
 // history is linearizable. Refused changes name the problem.
 import t from 'tap';
 import { LinearizabilityChecker } from '../../lib/check/checker.js';
-import { KvOp, type KvOperation } from '../../lib/check/kv-model.js';
+import { readBack, startKvLoad } from '../fixtures/kv-load.js';
 import { ProcessCluster, sleep, within } from './node-processes.js';
 
-const nowNs = () => Number(process.hrtime.bigint());
 
 const cluster = await ProcessCluster.create(['a', 'b', 'c', 'd', 'e'], 3);
 t.teardown(() => cluster.close());
@@ -18,30 +17,9 @@ const remote = cluster.remote();
 t.teardown(() => remote.close());
 
 t.test('grow 3 -> 5 and shrink 5 -> 3 under load, the leader removed too: nothing lost, linearizable', async (t) => {
-  const history: KvOperation[] = [];
-  const expected: Map<string, string>[] = [];
-  let stop = false;
   const clerks = Array.from({ length: 6 }, () => remote.clerk());
-  const runs = clerks.map(async (ck, c) => {
-    const own = new Map<string, string>();
-    expected.push(own);
-    for (let n = 0; !stop; n++) {
-      const call = nowNs();
-      if (n % 3 === 0) {
-        const key = `own-${c}-${n % 2}`;
-        const token = `${c}.${n};`;
-        await ck.append(key, token);
-        own.set(key, (own.get(key) ?? '') + token);
-        history.push({ clientId: c, input: { op: KvOp.Append, key, value: token }, output: { value: '' }, call, ret: nowNs() });
-      } else if (n % 3 === 1) {
-        await ck.put(`shared-${n % 4}`, `${c}.${n}`);
-        history.push({ clientId: c, input: { op: KvOp.Put, key: `shared-${n % 4}`, value: `${c}.${n}` }, output: { value: '' }, call, ret: nowNs() });
-      } else {
-        const got = await ck.get(`shared-${n % 4}`);
-        history.push({ clientId: c, input: { op: KvOp.Get, key: `shared-${n % 4}`, value: '' }, output: { value: got }, call, ret: nowNs() });
-      }
-    }
-  });
+  const load = startKvLoad(clerks, { appendShare: 1 / 3, ownKeys: 2, sharedKeys: 4 });
+  const history = load.history;
   await sleep(800);
   for (const name of ['d', 'e']) {
     const added = await remote.addMember(name, cluster.peerAddress(name));
@@ -67,12 +45,10 @@ t.test('grow 3 -> 5 and shrink 5 -> 3 under load, the leader removed too: nothin
   t.not(await cluster.leader(remote), leader, 'and another node leads');
   const shrunkAt = history.length;
   await sleep(800);
-  stop = true;
-  await within(Promise.all(runs), 'the clients to finish', 30_000);
+  await within(load.stop(), 'the clients to finish', 30_000);
   t.ok(grownAt > 0 && shrunkAt > grownAt && history.length > shrunkAt, `operations throughout (${grownAt} before the removals, ${history.length} in all)`);
 
-  let wrong = 0;
-  for (const own of expected) for (const [key, want] of own) if ((await clerks[0]!.get(key)) !== want) wrong++;
+  const { wrong } = await readBack(clerks[0]!, load);
   for (const ck of clerks) ck.close();
   t.equal(wrong, 0, 'every acknowledged Append is there, in order, once');
   const checker = new LinearizabilityChecker();
