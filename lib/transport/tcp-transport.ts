@@ -56,6 +56,8 @@ export class TcpTransportError extends Error {
 
 const DEFAULT_MAX_FRAME = 80 << 20;
 const DEFAULT_MAX_BUFFERED = 16 << 20;
+/** A connection that stayed up this long was accepted: its loss is redialed at the shortest wait again. */
+const STABLE_CONNECTION_MS = 1000;
 /** Messages held for a host that has not called listen() yet. */
 const MAX_EARLY = 4096;
 
@@ -310,9 +312,10 @@ export class TcpTransport implements Transport {
     });
     link.socket = s;
     s.setNoDelay(true);
+    let connectedAt = -Infinity;
     s.on('secureConnect', () => {
       link.connected = true;
-      link.waitMs = this.backoff.min;
+      connectedAt = performance.now();
       this.counts.connects++;
     });
     // Nothing meaningful comes back on our own connection; reading keeps the socket from stalling.
@@ -325,6 +328,11 @@ export class TcpTransport implements Transport {
       link.socket = undefined;
       if (this.closed || this.links.get(link.peer) !== link) return;
       if (was) this.onLost?.(link.peer);
+      // With TLS 1.3 the client's handshake ends before the server has
+      // checked its certificate: a peer that refuses us closes right after
+      // "connect". Only a connection that lasted resets the backoff, so a
+      // refused one is retried at the slowing pace, not 20 times a second.
+      if (performance.now() - connectedAt >= STABLE_CONNECTION_MS) link.waitMs = this.backoff.min;
       const wait = link.waitMs * (0.5 + Math.random() / 2);
       link.waitMs = Math.min(link.waitMs * 2, this.backoff.max);
       link.timer = setTimeout(() => this.dial(link), wait);

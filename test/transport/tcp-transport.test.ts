@@ -194,6 +194,21 @@ t.test('a peer that goes away is redialed with backoff and reached again', async
   t.ok(a!.stats().connects >= 2, 'connected twice');
 });
 
+t.test('a peer that refuses us (we are not its member) is redialed at the slowing pace, not at once', async (t) => {
+  // b knows peer-1 and peer-2 only: a (peer-0) completes its side of each TLS 1.3 handshake, then b refuses it.
+  const b = await TcpTransport.open({ id: 1, peers: [{ id: 1, name: 'peer-1', host: '127.0.0.1', port: 0 }, { id: 2, name: 'peer-2', host: '127.0.0.1', port: 1 }], tls: files('peer-1') });
+  const a = await TcpTransport.open({ id: 0, peers: [{ id: 0, name: 'peer-0', host: '127.0.0.1', port: 0 }, { id: 1, name: 'peer-1', host: '127.0.0.1', port: b.address().port }], tls: files('peer-0') });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  await sleep(1500);
+  const refused = b.stats().refusedConnections;
+  // Backoff from 50 ms, doubling (with jitter down to half): at most about 7 tries in 1.5 s; redialing at once would be 30.
+  t.ok(refused >= 1 && refused <= 10, `refused ${refused} times in 1.5 s`);
+  t.notOk(a.reachable(1), 'and never counted as reachable for long');
+});
+
 t.test("a peer that stops reading costs at most maxBufferedBytes; the batches past it are dropped", async (t) => {
   const max = 1 << 20;
   const held: TLSSocket[] = [];
