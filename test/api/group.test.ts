@@ -226,7 +226,8 @@ t.test('bad input: sizes, options and state machine modules are refused with typ
 });
 
 t.test('a forwarded proposal whose leader dies mid-flight: outcome unknown, never a silent success, never applied twice', async (t) => {
-  const g = await open();
+  const holding = new Int32Array(new SharedArrayBuffer(4 * 3));
+  const g = await open({ stateMachine: { ...counter, options: { holding: holding.buffer } } });
   t.teardown(() => g.close());
   const leader = await leaderOf(g);
   const follower = (leader + 1) % 3;
@@ -237,7 +238,12 @@ t.test('a forwarded proposal whose leader dies mid-flight: outcome unknown, neve
     (v) => ({ ok: v }),
     (e: unknown) => ({ err: e }),
   );
-  await new Promise((r) => setTimeout(r, 100));
+  // Mid-flight: the leader is applying it (a fixed wait is too short on a
+  // busy machine, and a leader that dies before the proposal reaches it
+  // only sends it to the next one, where it succeeds).
+  const applying = Date.now() + 5000;
+  while (Atomics.load(holding, leader) === 0 && Date.now() < applying) await new Promise((r) => setTimeout(r, 2));
+  t.equal(Atomics.load(holding, leader), 1, 'the leader was applying the proposal when it died');
   await g.crash(leader);
   const outcome = await p;
   if ('err' in outcome) t.ok(outcome.err instanceof OutcomeUnknownError, `rejected with OutcomeUnknownError: ${(outcome.err as Error).message}`);
