@@ -6,6 +6,7 @@ import { threadId } from 'node:worker_threads';
 import { EntryType, type Entry, type InitialState, type Ready, type Snapshot } from '../lib/raft/types.js';
 import { decodeConfig, encodeConfig } from '../lib/raft/config.js';
 import { entryChecksum, hardStateChecksum, snapshotChecksum } from './checksum.js';
+import { decodeRun, encodeRunBody, prefixBytes, runBounds, runEntries, walkRun, type RunEntry } from './log-runs.js';
 import { StorageError, storageFailure } from './errors.js';
 import { PeerFileLock } from './file-lock.js';
 import { intSize, logEntryStateSize } from './size.js';
@@ -35,12 +36,15 @@ function nativeBinding(): { nativeBinding?: string } {
 /**
  * The schema this code writes and reads (PRAGMA user_version). Version 1
  * had no checksums; version 2 had no Config entries (log.kind) nor a
- * snapshot's configuration (snapshot.config): a version 2 file is read as
- * it is and upgraded when a peer takes it over (the two columns added, in
- * one transaction; every stored checksum stays valid).
+ * snapshot's configuration (snapshot.config); versions 2 and 3 kept a row
+ * per log entry (table log), version 4 keeps a row per run of entries
+ * (table log_runs, storage/log-runs.ts). A version 2 or 3 file is read as
+ * it is and upgraded when a peer takes it over, in one transaction; every
+ * stored checksum is carried over unchanged.
  */
-export const SCHEMA_VERSION = 3;
-const UPGRADABLE_VERSION = 2;
+export const SCHEMA_VERSION = 4;
+/** Versions this code reads and upgrades on take-over. */
+const UPGRADABLE_VERSIONS = [2, 3];
 
 /** The steps of creating a peer file, in order (a fault test kills the process at each). */
 export type CreateStep = 'temp-opened' | 'temp-written' | 'temp-closed' | 'temp-synced' | 'linked' | 'dir-synced' | 'temp-removed';
@@ -62,7 +66,7 @@ export interface SqliteOptions {
 const SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
   CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 1), term INTEGER NOT NULL, vote INTEGER NOT NULL, crc INTEGER NOT NULL);
-  CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL, kind INTEGER NOT NULL DEFAULT 0);
+  CREATE TABLE log_runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, body BLOB NOT NULL);
   CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL, config BLOB);
 `;
 
@@ -71,6 +75,28 @@ const UPGRADE_2_TO_3 = `
   ALTER TABLE snapshot ADD COLUMN config BLOB;
   PRAGMA user_version = 3;
 `;
+
+/**
+ * Bring a version 2 or 3 file to version 4 (in the caller's transaction):
+ * the two columns of version 3, then the log's rows folded into runs of
+ * consecutive entries, each entry's stored checksum carried over as it is
+ * (the file was verified just before).
+ */
+function upgrade(db: Database.Database): void {
+  if (schemaVersion(db) === 2) db.exec(UPGRADE_2_TO_3);
+  db.exec('CREATE TABLE log_runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, body BLOB NOT NULL)');
+  const insert = db.prepare('INSERT INTO log_runs (first, last, body) VALUES (?, ?, ?)');
+  const rows = db.prepare('SELECT idx, term, data, crc, kind FROM log ORDER BY idx').raw().all() as [number, number, Buffer, number, number][];
+  let start = 0;
+  for (let k = 1; k <= rows.length; k++) {
+    if (k < rows.length && rows[k]![0] === rows[k - 1]![0] + 1) continue;
+    const group = rows.slice(start, k);
+    const entries: RunEntry[] = group.map(([, term, data, crc, kind]) => ({ term, kind, data, crc }));
+    for (const [from, to] of runBounds(entries)) insert.run(group[from]![0], group[to - 1]![0], encodeRunBody(entries, from, to));
+    start = k;
+  }
+  db.exec(`DROP TABLE log; PRAGMA user_version = ${SCHEMA_VERSION};`);
+}
 
 function schemaVersion(db: Database.Database): number {
   return db.pragma('user_version', { simple: true }) as number;
@@ -197,9 +223,11 @@ function readSnapshotRow(db: Database.Database, file: string): Snapshot | undefi
   return snap;
 }
 
-/** The stored log, every entry's checksum verified. */
+/** The stored log after the snapshot, every entry's checksum verified. */
 function readLog(db: Database.Database, file: string): Entry[] {
-  const v3 = schemaVersion(db) >= 3;
+  const version = schemaVersion(db);
+  if (version >= 4) return readLogRuns(db, file);
+  const v3 = version >= 3;
   const rows = db.prepare(`SELECT idx, term, data, crc, ${v3 ? 'kind' : '0'} FROM log ORDER BY idx`).raw().all() as [number, number, Buffer, number, number][];
   const out: Entry[] = new Array(rows.length);
   for (let k = 0; k < rows.length; k++) {
@@ -218,6 +246,30 @@ function readLog(db: Database.Database, file: string): Entry[] {
     } else {
       out[k] = { index, term, data: new Uint8Array(data) };
     }
+  }
+  return out;
+}
+
+/** The snapshot's index (0 without one): entries at or below it in a run that straddles it are not part of the log. */
+function snapshotIndex(db: Database.Database): number {
+  const row = db.prepare('SELECT idx FROM snapshot WHERE id = 1').raw().get() as [number] | undefined;
+  return row ? row[0] : 0;
+}
+
+function readLogRuns(db: Database.Database, file: string): Entry[] {
+  const after = snapshotIndex(db);
+  const out: Entry[] = [];
+  const rows = db.prepare('SELECT first, last, body FROM log_runs ORDER BY first').raw().iterate() as IterableIterator<[number, number, Buffer]>;
+  let previous: number | undefined;
+  for (const [first, last, body] of rows) {
+    if (last < first || (previous !== undefined && first !== previous + 1)) {
+      throw new StorageError('corrupt', file, `the log run ${first}..${last} does not follow the run before it${previous === undefined ? '' : ` (through ${previous})`}`, { index: first });
+    }
+    previous = last;
+    decodeRun(file, first, last, body, after, out);
+  }
+  if (out.length > 0 && out[0]!.index !== after + 1) {
+    throw new StorageError('corrupt', file, `the log starts at entry ${out[0]!.index}, not just after the snapshot (${after})`, { index: out[0]!.index });
   }
   return out;
 }
@@ -249,7 +301,7 @@ function openChecked(file: string): Database.Database {
     if (version === 1) {
       throw new StorageError('unknown-version', file, `has schema version 1 (written before stored values carried checksums); this code reads version ${SCHEMA_VERSION}`);
     }
-    if (version !== SCHEMA_VERSION && version !== UPGRADABLE_VERSION) {
+    if (version !== SCHEMA_VERSION && !UPGRADABLE_VERSIONS.includes(version)) {
       throw new StorageError('unknown-version', file, `has schema version ${version}; this code reads version ${SCHEMA_VERSION}`);
     }
     return db;
@@ -263,12 +315,22 @@ function openChecked(file: string): Database.Database {
 }
 
 /** msgpack size of term, vote, snapshot metadata and the retained log entries (not the snapshot's data). */
-function raftStateSize(db: Database.Database): number {
+function raftStateSize(db: Database.Database, file: string): number {
   const hs = db.prepare('SELECT term, vote FROM hard_state WHERE id = 1').get() as { term: number; vote: number } | undefined;
   const snap = db.prepare('SELECT idx, term FROM snapshot WHERE id = 1').get() as { idx: number; term: number } | undefined;
   let size = 1 + intSize(hs?.term ?? 0) + (hs && hs.vote >= 0 ? intSize(hs.vote) : 1) + intSize(snap?.idx ?? 0) + intSize(snap?.term ?? 0);
-  const rows = db.prepare('SELECT term, length(data) AS n FROM log').raw().iterate() as IterableIterator<[number, number]>;
-  for (const [term, n] of rows) size += logEntryStateSize(term, n);
+  if (schemaVersion(db) < 4) {
+    const rows = db.prepare('SELECT term, length(data) AS n FROM log').raw().iterate() as IterableIterator<[number, number]>;
+    for (const [term, n] of rows) size += logEntryStateSize(term, n);
+    return size;
+  }
+  const after = snap?.idx ?? 0;
+  const runs = db.prepare('SELECT first, last, body FROM log_runs WHERE last > ?').raw().iterate(after) as IterableIterator<[number, number, Buffer]>;
+  for (const [first, last, body] of runs) {
+    walkRun(file, first, last, body, (index, term, _kind, start, end) => {
+      if (index > after) size += logEntryStateSize(term, end - start);
+    });
+  }
   return size;
 }
 
@@ -315,9 +377,6 @@ function verify(file: string, peer: number): InitialState {
  * version, recorded for another peer, or held by another open peer is
  * refused with a StorageError, never reset.
  */
-/** Row counts of the multi-row log INSERTs, largest first; 1 must be last. */
-const INSERT_ROWS = [64, 16, 4, 1];
-
 export class SqliteStorage implements Storage {
   readonly file: string;
   private readonly lock: PeerFileLock;
@@ -358,17 +417,21 @@ export class SqliteStorage implements Storage {
     this.stmts = {
       hard: db.prepare('UPDATE hard_state SET term = ?, vote = ?, crc = ? WHERE id = 1'),
       snap: db.prepare('INSERT OR REPLACE INTO snapshot (id, idx, term, data, crc, config) VALUES (1, ?, ?, ?, ?, ?)'),
-      dropUpTo: db.prepare('DELETE FROM log WHERE idx <= ?'),
-      dropFrom: db.prepare('DELETE FROM log WHERE idx >= ?'),
-      dropAfter: db.prepare('DELETE FROM log WHERE idx > ?'),
+      insertRun: db.prepare('INSERT INTO log_runs (first, last, body) VALUES (?, ?, ?)'),
+      runsThrough: db.prepare('DELETE FROM log_runs WHERE last <= ?'),
+      runsFrom: db.prepare('DELETE FROM log_runs WHERE first >= ?'),
+      runBefore: db.prepare('SELECT first, last, body FROM log_runs WHERE first < ? ORDER BY first DESC LIMIT 1').raw(),
+      cutRun: db.prepare('UPDATE log_runs SET last = ?, body = ? WHERE first = ?'),
     };
     const s = this.stmts;
-    // Log rows go in multi-row INSERTs of these sizes (largest first): one
-    // statement step per row costs more than the row's own bytes.
-    const inserts = INSERT_ROWS.map((rows) => ({
-      rows,
-      stmt: db.prepare(`INSERT INTO log (idx, term, data, crc, kind) VALUES ${Array(rows).fill('(?, ?, ?, ?, ?)').join(', ')}`),
-    }));
+    /** Forget every stored entry from `index` on: whole runs go, a run that straddles it keeps its entries before it. */
+    const cutFrom = (index: number): void => {
+      s.runsFrom.run(index);
+      const row = s.runBefore.get(index) as [number, number, Buffer] | undefined;
+      if (!row || row[1] < index) return;
+      const [first, last, body] = row;
+      s.cutRun.run(index - 1, body.subarray(0, prefixBytes(file, first, last, body, index - first)), first);
+    };
     const entries = this.initial!.entries;
     this.storedLast = entries.length > 0 ? entries[entries.length - 1]!.index : 0;
     this.writeReady = db.transaction((rd: Ready) => {
@@ -377,32 +440,22 @@ export class SqliteStorage implements Storage {
         const sn = rd.snapshot;
         const config = sn.config ? encodeConfig(sn.config) : undefined;
         s.snap.run(sn.index, sn.term, sn.data, snapshotChecksum(sn.index, sn.term, sn.data, config), config ?? null);
-        s.dropUpTo.run(sn.index);
+        // A run that straddles the snapshot stays whole; readers skip its entries at or below the snapshot.
+        s.runsThrough.run(sn.index);
       }
       // The highest index a stored row may have (storedLast is an upper bound).
       let highest = this.storedLast;
       const n = rd.entries.length;
       if (n > 0) {
         const first = rd.entries[0]!.index;
-        // Rows from `first` on are replaced; a DELETE that can find nothing is skipped (it costs as much as the inserts).
-        if (first <= highest) s.dropFrom.run(first);
-        let at = 0;
-        for (const { rows, stmt } of inserts) {
-          while (n - at >= rows) {
-            const args: unknown[] = [];
-            for (let k = at; k < at + rows; k++) {
-              const e = rd.entries[k]!;
-              const kind = e.type ?? EntryType.Command;
-              args.push(e.index, e.term, e.data, entryChecksum(e.index, e.term, e.data, kind), kind);
-            }
-            stmt.run(args);
-            at += rows;
-          }
-        }
+        // Entries from `first` on are replaced; a cut that can find nothing is skipped (it costs as much as the insert).
+        if (first <= highest) cutFrom(first);
+        const entries = runEntries(rd.entries);
+        for (const [from, to] of runBounds(rd.entries)) s.insertRun.run(rd.entries[from]!.index, rd.entries[to - 1]!.index, encodeRunBody(entries, from, to));
         highest = Math.min(highest, first - 1);
         highest = Math.max(highest, rd.entries[n - 1]!.index);
       }
-      if (highest > rd.lastIndex) s.dropAfter.run(rd.lastIndex);
+      if (highest > rd.lastIndex) cutFrom(rd.lastIndex + 1);
     });
   }
 
@@ -430,7 +483,7 @@ export class SqliteStorage implements Storage {
     this.initial = verify(file, opts.peer);
     const db = new Database(file, { fileMustExist: true, ...nativeBinding() });
     try {
-      if (schemaVersion(db) === UPGRADABLE_VERSION) db.transaction(() => db.exec(UPGRADE_2_TO_3))();
+      if (schemaVersion(db) !== SCHEMA_VERSION) db.transaction(() => upgrade(db))();
       db.pragma(`synchronous = ${opts.fsync === false ? 'OFF' : 'FULL'}`);
       db.pragma('wal_autocheckpoint = 0');
       const mode = db.pragma('journal_mode = WAL', { simple: true });
@@ -487,7 +540,7 @@ export class SqliteStorage implements Storage {
   }
 
   raftStateSize(): number {
-    return raftStateSize(this.db);
+    return raftStateSize(this.db, this.file);
   }
 
   close(): void {
@@ -512,7 +565,7 @@ export class SqliteStorage implements Storage {
   static inspect(file: string): { peer: number | undefined; snapshot: Snapshot | undefined; raftStateSize: number } {
     const db = openChecked(file);
     try {
-      return { peer: readPeer(db), snapshot: readSnapshotRow(db, file), raftStateSize: raftStateSize(db) };
+      return { peer: readPeer(db), snapshot: readSnapshotRow(db, file), raftStateSize: raftStateSize(db, file) };
     } finally {
       db.close();
     }

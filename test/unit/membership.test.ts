@@ -12,7 +12,8 @@ import { EntryType, MessageType, Role, type AppendRequest, type Entry, type Mess
 import { decodeConfig, encodeConfig } from '../../lib/raft/config.js';
 import { decodeFrame, encodeFrame, unpackBatch } from '../../lib/transport/codec.js';
 import { messageProblem } from '../../lib/raft/validate.js';
-import { SqliteStorage } from '../../storage/sqlite.js';
+import { SCHEMA_VERSION, SqliteStorage } from '../../storage/sqlite.js';
+import { writeOldPeerFile } from '../fixtures/old-schema-file.js';
 import { ack, elect, makeCore, ofType, take } from './core-driver.js';
 
 const enc = new TextEncoder();
@@ -183,21 +184,16 @@ t.test('storage keeps config entries and a snapshot\'s configuration, and upgrad
   t.same(decodeConfig(st.entries[0]!.data), cfg, 'with its configuration');
   t.same(st.snapshot?.config, { voters: [0, 1], learners: [] }, 'the snapshot\'s configuration');
 
-  // A file of the previous schema: as version 3 without the two columns.
+  // A file of version 2: no config entries, no snapshot configuration, a row per entry.
   const old = join(dir, 'old.sqlite');
-  const o = new SqliteStorage(old, { peer: 0 });
-  o.save(rd({ hardState: { term: 2, vote: 0 }, entries: [{ index: 1, term: 2, data: enc.encode('kept') }], lastIndex: 1 }));
-  o.close();
-  const raw = new Database(old);
-  raw.exec('ALTER TABLE log DROP COLUMN kind; ALTER TABLE snapshot DROP COLUMN config; PRAGMA user_version = 2;');
-  raw.close();
+  writeOldPeerFile(old, 2, 0, { term: 2, vote: 0 }, [{ index: 1, term: 2, data: enc.encode('kept') }]);
   t.same(SqliteStorage.inspectLog(old).map((e) => [e.index, e.term]), [[1, 2]], 'a version 2 file is readable as it is');
   const up = new SqliteStorage(old, { peer: 0 });
   t.same(up.load().entries.map((e) => Buffer.from(e.data).toString()), ['kept'], 'and taken over, its entries intact');
   up.save(rd({ entries: [{ index: 2, term: 2, data: encodeConfig(cfg), type: EntryType.Config }], lastIndex: 2 }));
   up.close();
   const check = new Database(old, { readonly: true });
-  t.equal(check.pragma('user_version', { simple: true }), 3, 'upgraded to version 3');
+  t.equal(check.pragma('user_version', { simple: true }), SCHEMA_VERSION, `upgraded to version ${SCHEMA_VERSION}`);
   check.close();
   const final = new SqliteStorage(old, { peer: 0 });
   t.same(final.load().entries.map((e) => e.type ?? 0), [0, EntryType.Config], 'and it stores config entries from then on');

@@ -3,8 +3,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Entry, Ready } from '../../lib/raft/types.js';
-import { SqliteStorage, StorageError } from '../../storage/sqlite.js';
+import { EntryType, type Entry, type Ready } from '../../lib/raft/types.js';
+import { encodeConfig } from '../../lib/raft/config.js';
+import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../../storage/log-runs.js';
+import { SCHEMA_VERSION, SqliteStorage, StorageError } from '../../storage/sqlite.js';
+import { writeOldPeerFile } from '../fixtures/old-schema-file.js';
+import { randInt, seededRng } from '../../lib/raft/prng.js';
+import { intSize, logEntryStateSize } from '../../storage/size.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'actor-raft-storage-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -120,4 +125,189 @@ t.test('the fsync option is accepted and state is still written', async (t) => {
   s.save(ready({ hardState: { term: 7, vote: 1 }, lastIndex: 0 }));
   s.close();
   t.same(new SqliteStorage(file, { peer: 0 }).load().hardState, { term: 7, vote: 1 });
+});
+
+const rowsOf = (file: string): [number, number][] => {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare('SELECT first, last FROM log_runs ORDER BY first').raw().all() as [number, number][];
+  } finally {
+    db.close();
+  }
+};
+
+t.test('the log is kept in runs, a row per Ready; a cut inside a run keeps its head', async (t) => {
+  const file = fresh();
+  const s = new SqliteStorage(file, { peer: 0 });
+  s.save(ready({ hardState: { term: 1, vote: 0 }, entries: Array.from({ length: 10 }, (_, k) => ent(k + 1, 1)), lastIndex: 10 }));
+  s.save(ready({ entries: [ent(11, 1), ent(12, 1)], lastIndex: 12 }));
+  t.same(rowsOf(file), [[1, 10], [11, 12]], 'one row per Ready');
+  s.save(ready({ entries: [ent(5, 2), ent(6, 2)], lastIndex: 6 }));
+  t.same(rowsOf(file), [[1, 4], [5, 6]], 'entries from 5 replaced: the first run cut to 1..4, the second gone');
+  s.save(ready({ lastIndex: 2 }));
+  t.same(rowsOf(file), [[1, 2]], 'a shorter log with no new entries cuts the run');
+  s.close();
+  const again = new SqliteStorage(file, { peer: 0 });
+  t.same(shape(again.load().entries), shape([ent(1, 1), ent(2, 1)]), 'and reads back as written');
+  again.save(ready({ entries: [ent(3, 3)], lastIndex: 3 }));
+  again.close();
+  t.same(shape(SqliteStorage.inspectLog(file)), shape([ent(1, 1), ent(2, 1), ent(3, 3)]), 'a run after a cut one follows it');
+});
+
+t.test('a large Ready is split into runs within their caps', async (t) => {
+  const file = fresh();
+  const s = new SqliteStorage(file, { peer: 0 });
+  const many = Array.from({ length: RUN_MAX_ENTRIES + 5 }, (_, k) => ent(k + 1, 1));
+  const big: Entry = { index: many.length + 2, term: 1, data: new Uint8Array(RUN_MAX_BYTES + 100).fill(9) };
+  const all = [...many, ent(many.length + 1, 1), big, ent(many.length + 3, 1)];
+  s.save(ready({ entries: all, lastIndex: all.length }));
+  const rows = rowsOf(file);
+  t.same(rows.map(([a, b]) => b - a + 1), [RUN_MAX_ENTRIES, 6, 1, 1], `rows ${JSON.stringify(rows)}: at most ${RUN_MAX_ENTRIES} entries, an entry past ${RUN_MAX_BYTES} bytes alone`);
+  s.close();
+  const back = SqliteStorage.inspectLog(file);
+  t.equal(back.length, all.length, 'every entry reads back');
+  t.same(back[big.index - 1]!.data.length, big.data.length, 'the large one whole');
+  t.same(shape(back.slice(0, 20)), shape(all.slice(0, 20)), 'in order');
+});
+
+t.test('a snapshot inside a run: the run stays, its entries through the snapshot are not the log', async (t) => {
+  const file = fresh();
+  const s = new SqliteStorage(file, { peer: 0 });
+  s.save(ready({ hardState: { term: 1, vote: 0 }, entries: Array.from({ length: 10 }, (_, k) => ent(k + 1, 1)), lastIndex: 10 }));
+  s.save(ready({ entries: [ent(11, 1)], lastIndex: 11 }));
+  const fresh4 = new SqliteStorage(fresh(), { peer: 0 });
+  fresh4.save(ready({ hardState: { term: 1, vote: 0 }, entries: [7, 8, 9, 10, 11].map((i) => ent(i, 1)), snapshot: { index: 6, term: 1, data: enc.encode('state@6') }, lastIndex: 11 }));
+  s.save(ready({ snapshot: { index: 6, term: 1, data: enc.encode('state@6') }, lastIndex: 11 }));
+  t.same(rowsOf(file), [[1, 10], [11, 11]], 'the run 1..10 is kept whole');
+  t.same(s.load().entries.map((e) => e.index), [7, 8, 9, 10, 11], 'the log is 7..11');
+  t.equal(s.raftStateSize(), fresh4.raftStateSize(), 'and its size counts 7..11 only, as a file holding just them');
+  fresh4.close();
+  s.save(ready({ snapshot: { index: 10, term: 1, data: enc.encode('state@10') }, lastIndex: 11 }));
+  t.same(rowsOf(file), [[11, 11]], 'a snapshot that covers the whole run deletes it');
+  s.close();
+  t.same(new SqliteStorage(file, { peer: 0 }).load().entries.map((e) => e.index), [11], 'reopened: 11');
+});
+
+t.test('a version 3 file (a row per entry) is upgraded to runs on take-over, every entry and size kept', async (t) => {
+  const file = fresh();
+  const entries = [ent(1, 1), ent(2, 1), { index: 3, term: 2, data: encodeConfig({ voters: [0, 1], learners: [] }), type: EntryType.Config }, ent(4, 2)];
+  writeOldPeerFile(file, 3, 0, { term: 2, vote: 1 }, entries);
+  const size = SqliteStorage.inspect(file).raftStateSize;
+  t.same(SqliteStorage.inspectLog(file).map((e) => [e.index, e.type ?? 0]), [[1, 0], [2, 0], [3, EntryType.Config], [4, 0]], 'readable as it is');
+  const s = new SqliteStorage(file, { peer: 0 });
+  const st = s.load();
+  t.same(st.hardState, { term: 2, vote: 1 }, 'the hard state');
+  t.same(st.entries.map((e) => [e.index, e.term, e.type ?? 0, Buffer.from(e.data).toString('hex')]), entries.map((e) => [e.index, e.term, e.type ?? 0, Buffer.from(e.data).toString('hex')]), 'the entries');
+  t.equal(s.raftStateSize(), size, 'the same Raft state size');
+  s.save(ready({ entries: [ent(5, 2)], lastIndex: 5 }));
+  s.close();
+  const db = new Database(file, { readonly: true });
+  t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION, `version ${SCHEMA_VERSION} now`);
+  t.same(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").raw().all().flat(), ['hard_state', 'log_runs', 'meta', 'snapshot'], 'the row-per-entry table is gone');
+  db.close();
+  t.same(rowsOf(file), [[1, 4], [5, 5]], 'its rows folded into one run');
+
+  const bad = fresh();
+  writeOldPeerFile(bad, 3, 0, { term: 1, vote: 0 }, [ent(1, 1), { index: 2, term: 1, data: enc.encode('PAYLOAD-0002-the-command-bytes') }]);
+  const bytes = readFileSync(bad);
+  const at = bytes.indexOf(Buffer.from('PAYLOAD-0002'));
+  bytes[at + 3]! ^= 0x01;
+  writeFileSync(bad, bytes);
+  refused(t, bad, 0, 'corrupt', 'a version 3 file with a changed entry (not upgraded)');
+});
+
+t.test('a run whose lengths or bounds no longer add up is refused', async (t) => {
+  const make = () => {
+    const file = fresh();
+    const s = new SqliteStorage(file, { peer: 0 });
+    s.save(ready({ hardState: { term: 1, vote: 0 }, entries: [1, 2, 3].map((i) => ent(i, 1)), lastIndex: 3 }));
+    s.save(ready({ entries: [4, 5].map((i) => ent(i, 1)), lastIndex: 5 }));
+    s.save(ready({ entries: [6].map((i) => ent(i, 1)), lastIndex: 6 }));
+    s.close();
+    return file;
+  };
+  const edit = (file: string, sql: string, ...args: unknown[]) => {
+    const db = new Database(file);
+    db.prepare(sql).run(...args);
+    db.close();
+  };
+  const longer = make();
+  edit(longer, 'UPDATE log_runs SET last = 4 WHERE first = 1');
+  refused(t, longer, 0, 'corrupt', 'a run that claims one entry more than it holds');
+  const gap = make();
+  edit(gap, 'DELETE FROM log_runs WHERE first = 4');
+  refused(t, gap, 0, 'corrupt', 'a run missing from the middle');
+  const length = make();
+  const db = new Database(length, { readonly: true });
+  const body = Buffer.from((db.prepare('SELECT body FROM log_runs WHERE first = 1').raw().get() as [Buffer])[0]);
+  db.close();
+  body[16]! ^= 0x01; // the low byte of entry 1's length
+  edit(length, 'UPDATE log_runs SET body = ? WHERE first = 1', body);
+  refused(t, length, 0, 'corrupt', "a bit flipped in an entry's length");
+});
+
+/**
+ * Random Readies (appends that overwrite a suffix, cuts, snapshots inside
+ * and beyond the log, large entries that split runs, reopens) against a
+ * plain model of what the log must then be: after every step the stored
+ * log, its Raft state size, and what a reopened file loads equal the model.
+ */
+t.test('random appends, cuts, snapshots and reopens leave exactly the log a plain model has', async (t) => {
+  for (const seed of [1, 2, 3]) {
+    const rng = seededRng(seed);
+    const file = fresh();
+    let s = new SqliteStorage(file, { peer: 0 });
+    s.save(ready({ hardState: { term: 1, vote: 0 }, lastIndex: 0 }));
+    let snap = { index: 0, term: 0 };
+    let log: Entry[] = []; // the model: entries snap.index+1 .. in order
+    const last = () => (log.length ? log[log.length - 1]!.index : snap.index);
+    let term = 1;
+    let mismatch = '';
+    for (let step = 0; step < 250 && !mismatch; step++) {
+      const roll = rng();
+      if (roll < 0.55) {
+        const first = Math.max(snap.index + 1, last() + 1 - randInt(rng, 0, 3));
+        if (rng() < 0.2) term++;
+        const es: Entry[] = Array.from({ length: randInt(rng, 1, 200) }, (_, k) => ({
+          index: first + k,
+          term,
+          data: rng() < 0.01 ? new Uint8Array(600_000).fill(k & 0xff) : enc.encode(`e${first + k}/${term}/${seed}`),
+        }));
+        s.save(ready({ entries: es, lastIndex: es[es.length - 1]!.index }));
+        log = [...log.filter((e) => e.index < first), ...es];
+      } else if (roll < 0.7) {
+        const to = randInt(rng, snap.index, last());
+        s.save(ready({ lastIndex: to }));
+        log = log.filter((e) => e.index <= to);
+      } else if (roll < 0.9 && last() > snap.index) {
+        const at = randInt(rng, snap.index + 1, last());
+        const st = { index: at, term: log.find((e) => e.index === at)!.term, data: enc.encode(`snap@${at}`) };
+        s.save(ready({ snapshot: st, lastIndex: last() }));
+        snap = { index: st.index, term: st.term };
+        log = log.filter((e) => e.index > at);
+      } else if (roll < 0.95) {
+        const at = last() + randInt(rng, 1, 5);
+        s.save(ready({ snapshot: { index: at, term, data: enc.encode(`snap@${at}`) }, lastIndex: at }));
+        snap = { index: at, term };
+        log = [];
+      } else {
+        s.close();
+        s = new SqliteStorage(file, { peer: 0 });
+      }
+      const got = s.load();
+      const want = log.map((e) => `${e.index}/${e.term}/${e.data.length}/${e.data[0]}`).join(' ');
+      const have = got.entries.map((e) => `${e.index}/${e.term}/${e.data.length}/${e.data[0]}`).join(' ');
+      if (have !== want) mismatch = `seed ${seed} step ${step}: stored ${have.slice(0, 200)} but the model has ${want.slice(0, 200)}`;
+      else if ((got.snapshot?.index ?? 0) !== snap.index) mismatch = `seed ${seed} step ${step}: snapshot ${got.snapshot?.index} not ${snap.index}`;
+      else {
+        const size = 1 + intSize(1) + intSize(0) + intSize(snap.index) + intSize(snap.term) + log.reduce((n, e) => n + logEntryStateSize(e.term, e.data.length), 0);
+        if (s.raftStateSize() !== size) mismatch = `seed ${seed} step ${step}: raft state size ${s.raftStateSize()}, the model's ${size}`;
+      }
+    }
+    s.close();
+    t.equal(mismatch, '', `seed ${seed}: every step matches the model`);
+    const reopened = new SqliteStorage(file, { peer: 0 });
+    t.same(reopened.load().entries.map((e) => [e.index, e.term]), log.map((e) => [e.index, e.term]), `seed ${seed}: and the reopened file loads it`);
+    reopened.close();
+  }
 });
