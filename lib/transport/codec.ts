@@ -4,6 +4,7 @@ import { decodeConfig, encodeConfig } from '../raft/config.js';
 import { intIn as rangeProblem, messageProblem } from '../raft/validate.js';
 import { HostMessageType, type WireMessage } from '../node/messages.js';
 import { isStatus } from '../node/outcome.js';
+import { AppendWriter } from './append-writer.js';
 
 /**
  * Wire format of one peer-to-peer frame: a msgpack array
@@ -26,6 +27,9 @@ export class DecodeError extends Error {
   override name = 'DecodeError';
 }
 
+const appendWriter = new AppendWriter();
+
+/** The frame's bytes; valid until the next call (they may be a view into an encoder's buffer): copy or send them at once. */
 export function encodeFrame(f: Frame): Uint8Array {
   const m = f.msg;
   const head: unknown[] = [f.fromInc, f.toInc, m.type, m.term, m.from, m.to];
@@ -35,16 +39,9 @@ export function encodeFrame(f: Frame): Uint8Array {
       return packr.pack(head);
     case MessageType.VoteResponse:
       return packr.pack([...head, m.granted, m.pre]);
-    case MessageType.Append: {
-      const flat: unknown[] = new Array(m.entries.length * 2);
-      for (let k = 0; k < m.entries.length; k++) {
-        const e = m.entries[k]!;
-        // A Config entry's term travels negated: a term is never below 1, so the sign is free to carry the type.
-        flat[2 * k] = e.type === EntryType.Config ? -e.term : e.term;
-        flat[2 * k + 1] = e.data;
-      }
-      return packr.pack([...head, m.prevLogIndex, m.prevLogTerm, m.commit, flat, m.seq ?? 0]);
-    }
+    case MessageType.Append:
+      // Written by hand, its entries encoded once for all the followers they go to (append-writer.ts).
+      return appendWriter.write(f.fromInc, f.toInc, m);
     case MessageType.AppendResponse:
       return packr.pack([...head, m.success, m.index, m.hintTerm, m.hintIndex, m.seq ?? 0]);
     case MessageType.Snapshot:
