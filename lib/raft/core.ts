@@ -521,7 +521,7 @@ export class RaftCore {
   /** Append a command if this peer leads; returns where it will sit if it commits. */
   propose(data: Uint8Array): { index: number; term: number } | undefined {
     if (this.role !== Role.Leader || this.transferee !== -1) return undefined;
-    if (this.refuseWithoutQuorum && this.ticksUntilQuorumLost() <= 0) return undefined;
+    if (this.refuseWithoutQuorum && this.quorumLost()) return undefined;
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, data };
     this.log.append(entry);
     this.needBroadcast = true;
@@ -1113,7 +1113,7 @@ export class RaftCore {
 
   private leaderRead(ctx: number, from: PeerId, lease: boolean): void {
     // A leader cut off from its majority fails the read now, as it refuses proposals.
-    if (this.refuseWithoutQuorum && this.ticksUntilQuorumLost() <= 0) {
+    if (this.refuseWithoutQuorum && this.quorumLost()) {
       this.placeRead(ctx, from, -1);
       return;
     }
@@ -1381,6 +1381,19 @@ export class RaftCore {
     const need = majority(this.cfg.voters.length) - (this.voterSet.has(this.id) ? 1 : 0);
     if (need === 0) return Infinity;
     return heard[need - 1]! + this.electionTicks - this.ticks;
+  }
+
+  /**
+   * ticksUntilQuorumLost() <= 0, without building and sorting a list: at
+   * least `need` voters heard from within the last election timeout. Asked
+   * for every proposal, so it must not allocate.
+   */
+  private quorumLost(): boolean {
+    const need = majority(this.cfg.voters.length) - (this.voterSet.has(this.id) ? 1 : 0);
+    if (need <= 0) return false;
+    let recent = 0;
+    for (const p of this.cfg.voters) if (p !== this.id && this.progress.get(p)!.heardAt + this.electionTicks - this.ticks > 0) recent++;
+    return recent < need;
   }
 
   /** Entries wait for some follower's answer or the next tick (see shouldStream). */
