@@ -10,6 +10,10 @@
  * clients with 1,000 keys each, 8 s, and 256 clients with 4,000 keys each
  * (a 1,024,000-key space), 16 s. Row by row alternately, etcd then ours,
  * each on a fresh cluster in a fresh data directory, deleted afterwards.
+ * After each row the floor is measured (bench/floor.ts): 4 thread hops and
+ * one durable SQLite commit of that row's Puts with three writers, the
+ * fastest any closed-loop design of worker-thread peers on SQLite could
+ * finish a Put here in that minute; its column is clients / that time.
  * Prints one markdown table line per row as it completes, a detailed table
  * at the end, and writes bench/results/versus-etcd-<time>.json.
  *
@@ -33,6 +37,7 @@ import { EtcdCluster, clockTicks, etcdVersion, findOnPath, tail } from './etcd-c
 import { NodeCluster } from './node-cluster.js';
 import { closedLoop, round3, summarize, type LoopOptions, type LoopResult, type Summary } from './workload.js';
 import { commit, machineInfo } from './run-info.js';
+import { measureFloor, type Floor } from './floor.js';
 
 const PEERS = 3;
 const VALUE = 'v'.repeat(100);
@@ -91,6 +96,8 @@ interface RowResult {
   spec: RowSpec;
   etcd?: SystemResult;
   ours?: SystemResult;
+  /** Measured right after the row: no design of worker-thread peers on SQLite can exceed floorPutsPerSecond with these clients (bench/floor.ts). */
+  floor?: Floor & { putsPerSecond: number };
 }
 
 class UsageError extends Error {}
@@ -315,7 +322,8 @@ const ratio = (ours: number | undefined, etcd: number | undefined) => (ours === 
 function tableLine(r: RowResult): string {
   const e = r.etcd;
   const o = r.ours;
-  return `| ${r.spec.clients} | ${r.spec.keysPerClient} | ${fmt(e?.putsPerSecond, 0)} | ${fmt(o?.putsPerSecond, 0)} | ${ratio(o?.putsPerSecond, e?.putsPerSecond)} | ${fmt(e?.p50ms, 2)} | ${fmt(o?.p50ms, 2)} | ${ratio(o?.p50ms, e?.p50ms)} | ${fmt(e?.p99ms, 2)} | ${fmt(o?.p99ms, 2)} | ${ratio(o?.p99ms, e?.p99ms)} | ${fmt(e?.cpuUsPerPut, 1)} | ${fmt(o?.cpuUsPerPut, 1)} |`;
+  const f = r.floor;
+  return `| ${r.spec.clients} | ${r.spec.keysPerClient} | ${fmt(e?.putsPerSecond, 0)} | ${fmt(o?.putsPerSecond, 0)} | ${ratio(o?.putsPerSecond, e?.putsPerSecond)} | ${fmt(e?.p50ms, 2)} | ${fmt(o?.p50ms, 2)} | ${ratio(o?.p50ms, e?.p50ms)} | ${fmt(e?.p99ms, 2)} | ${fmt(o?.p99ms, 2)} | ${ratio(o?.p99ms, e?.p99ms)} | ${fmt(e?.cpuUsPerPut, 1)} | ${fmt(o?.cpuUsPerPut, 1)} | ${fmt(f?.putsPerSecond, 0)} | ${ratio(f?.putsPerSecond, e?.putsPerSecond)} |`;
 }
 
 const machine = {
@@ -332,8 +340,8 @@ console.log(
 console.log(`machine: ${machine.cpus} CPUs (${machine.cpu}), ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; commit ${commit() ?? 'unknown'}`);
 console.log(`rows: ${flags.rows.map((r) => `${r.clients}x${r.keysPerClient} (${r.seconds} s)`).join(', ')}${runEtcd ? '' : '; ours only'}${runOurs ? '' : '; etcd only'}`);
 console.log('');
-console.log('| clients | keys/client | etcd Puts/s | ours Puts/s | ratio | etcd p50 ms | ours p50 ms | p50 ratio | etcd p99 ms | ours p99 ms | p99 ratio | etcd µs CPU/Put | ours µs CPU/Put |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| clients | keys/client | etcd Puts/s | ours Puts/s | ratio | etcd p50 ms | ours p50 ms | p50 ratio | etcd p99 ms | ours p99 ms | p99 ratio | etcd µs CPU/Put | ours µs CPU/Put | floor Puts/s | floor / etcd |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 
 const results: RowResult[] = [];
 let error: string | undefined;
@@ -345,6 +353,10 @@ try {
     const name = `row ${i + 1}/${flags.rows.length} ${spec.clients} clients x ${spec.keysPerClient} keys`;
     if (runEtcd) row.etcd = await etcdRow(spec, i, `${name}, etcd`);
     if (runOurs) row.ours = flags.nodes ? await nodesRow(spec, i, `${name}, ours (nodes)`) : await oursRow(spec, i, `${name}, ours`);
+    process.stderr.write(`  ${name}: measuring the floor...`);
+    const floor = await measureFloor(baseDir, spec.clients);
+    clearProgress();
+    row.floor = { ...floor, putsPerSecond: Math.floor((spec.clients * 1000) / floor.putMs) };
     console.log(tableLine(row));
   }
 } catch (e) {
@@ -408,6 +420,8 @@ writeFileSync(
           ? 'etcd and ours: utime+stime of the 3 server processes from /proc/<pid>/stat; bench process: process.cpuUsage()'
           : 'etcd: utime+stime of its 3 processes from /proc/<pid>/stat; etcd bench process: process.cpuUsage(); ours: process.cpuUsage() of the whole process (all threads)',
         percentiles: 'nearest rank',
+        floor:
+          'per row, measured just after it (bench/floor.ts): 4 one-way hops between waiting worker threads + 1 SQLite commit (WAL, synchronous FULL) of `clients` 100-byte rows with 3 writers at once; floor putsPerSecond = clients / that time, the most any closed-loop design of worker-thread peers on SQLite could do here',
       },
       rows: results,
     },
