@@ -555,7 +555,8 @@ export class SqliteStorage implements Storage {
   static inspectLog(file: string): Entry[] {
     const db = openChecked(file);
     try {
-      return readLog(db, file);
+      // One read transaction: the snapshot index and the runs it cuts must come from the same commit of a running peer.
+      return db.transaction(() => readLog(db, file))();
     } finally {
       db.close();
     }
@@ -565,7 +566,9 @@ export class SqliteStorage implements Storage {
   static inspect(file: string): { peer: number | undefined; snapshot: Snapshot | undefined; raftStateSize: number } {
     const db = openChecked(file);
     try {
-      return { peer: readPeer(db), snapshot: readSnapshotRow(db, file), raftStateSize: raftStateSize(db, file) };
+      // One read transaction, as above: a running peer may commit a snapshot between two statements,
+      // and a run it ends inside would then be counted against the older snapshot's index.
+      return db.transaction(() => ({ peer: readPeer(db), snapshot: readSnapshotRow(db, file), raftStateSize: raftStateSize(db, file) }))();
     } finally {
       db.close();
     }
