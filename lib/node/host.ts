@@ -653,15 +653,19 @@ export class PeerHost {
         for (let i = 0; i < rd.earlyCount; i++) this.transport.send(rd.messages[i]!);
         this.transport.flush();
       }
-      // Committed entries are durable on a majority already, so they are
-      // applied, and their callers answered, before this Ready's own write:
-      // the answers need not wait for an fsync that is not theirs.
       if (rd.applySnapshot) {
         this.restore(rd.applySnapshot);
         this.snapshotsInstalled++;
         this.events.snapshot?.('installed', rd.applySnapshot.index, rd.applySnapshot.data.length);
       }
-      if (rd.committed.length > 0) {
+      // Committed entries are durable on a majority already. A leader
+      // applies them, and answers their callers, before this Ready's own
+      // write: the answers need not wait for an fsync that is not theirs.
+      // Anyone else writes first and sends its acknowledgements, then
+      // applies: nobody waits for its results, and the leader waits for
+      // those acknowledgements (its next commit is on them).
+      const applyFirst = core.isLeader();
+      if (applyFirst && rd.committed.length > 0) {
         this.apply(rd.committed);
         appliedNow += rd.committed.length;
         if (rd.entries.length > 0 || rd.hardState || rd.snapshot) this.afterApply?.();
@@ -674,6 +678,11 @@ export class PeerHost {
         this.entriesWritten += rd.entries.length;
       }
       for (let i = rd.earlyCount; i < rd.messages.length; i++) this.transport.send(rd.messages[i]!);
+      if (!applyFirst && rd.committed.length > 0) {
+        if (rd.messages.length > rd.earlyCount) this.transport.flush();
+        this.apply(rd.committed);
+        appliedNow += rd.committed.length;
+      }
       core.advance(rd);
       for (const rs of rd.readStates) this.placeRead(rs);
     }
