@@ -295,13 +295,26 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
 
   private call(end: PeerEnd, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): Promise<CallResult> {
     let cancel: (() => void) | undefined;
-    const p = end.call(kind, flags, timeoutMs, payload, (c) => {
-      cancel = c;
-      this.inFlight.add(c);
-    });
-    return p.finally(() => {
+    const forget = () => {
       if (cancel) this.inFlight.delete(cancel);
-    });
+    };
+    // then(), not finally(): finally() makes two more promises and closures
+    // per call, and every proposal of a busy client passes here.
+    return end
+      .call(kind, flags, timeoutMs, payload, (c) => {
+        cancel = c;
+        this.inFlight.add(c);
+      })
+      .then(
+        (r) => {
+          forget();
+          return r;
+        },
+        (e: unknown) => {
+          forget();
+          throw e;
+        },
+      );
   }
 
   /** Propose encoded bytes; resolves with the encoded result. */
@@ -309,7 +322,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
     const deadline = performance.now() + timeoutMs;
     let why = 'no peer is reachable';
     let busy: string | undefined;
-    const backoff = new BusyBackoff();
+    let backoff: BusyBackoff | undefined; // made at the first Busy answer: most calls never see one
     for (;;) {
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('propose');
       const remaining = deadline - performance.now();
@@ -333,7 +346,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
         case Status.Busy:
           // Backpressure: wait while the leader works off what it has, then ask it again.
           busy = r.message ?? 'busy';
-          await sleep(backoff.next(deadline - performance.now()));
+          await sleep((backoff ??= new BusyBackoff()).next(deadline - performance.now()));
           continue;
         case Status.NotLeader:
           why = r.message ?? `peer ${end.peer} is not the leader`;
@@ -356,7 +369,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
     const deadline = performance.now() + timeoutMs;
     let why = 'no peer is reachable';
     let busy: string | undefined;
-    const backoff = new BusyBackoff();
+    let backoff: BusyBackoff | undefined; // made at the first Busy answer: most calls never see one
     for (;;) {
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('read');
       const remaining = deadline - performance.now();
@@ -382,7 +395,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
           return r.payload ?? new Uint8Array(0);
         case Status.Busy:
           busy = r.message ?? 'busy';
-          await sleep(backoff.next(deadline - performance.now()));
+          await sleep((backoff ??= new BusyBackoff()).next(deadline - performance.now()));
           continue;
         case Status.ApplyError:
           throw new ApplyError(`read: ${r.message ?? 'the state machine threw'}`);

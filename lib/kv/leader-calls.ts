@@ -45,7 +45,7 @@ export class LeaderCalls {
 
   /** The answer, or undefined when `rounds` full rounds passed without one. */
   async call(kind: RequestKind, flags: number, payload: Uint8Array, rounds = Infinity): Promise<FinalReply | undefined> {
-    const backoff = new BusyBackoff();
+    let backoff: BusyBackoff | undefined; // made at the first Busy answer: most calls never see one
     for (let tried = 0; tried < rounds * this.ends.size; tried++) {
       if (this.closed) throw new CallerClosedError(this.what);
       if (this.ends.closed()) throw new GroupClosedError(this.what);
@@ -55,7 +55,7 @@ export class LeaderCalls {
       if (typeof r === 'object') {
         if (r.status === Status.Ok || r.status === Status.Rejected || r.status === Status.ApplyError) return r as FinalReply;
         if (r.status === Status.Busy) {
-          await sleep(backoff.next());
+          await sleep((backoff ??= new BusyBackoff()).next());
           tried--;
           continue;
         }
