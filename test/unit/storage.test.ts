@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import t from 'tap';
 import { EntryType, type Entry, type Ready } from '../../lib/raft/types.js';
@@ -319,7 +320,6 @@ t.test('a reader of a running peer file sees one commit: the snapshot and the ru
   // count a run's covered entries against the older snapshot, or find the
   // log starting before the snapshot's next index and call the file corrupt.
   const file = fresh();
-  const { Worker } = await import('node:worker_threads');
   const w = new Worker(new URL('../fixtures/storage-run-snapshotter.js', import.meta.url), { workerData: { file } });
   t.teardown(() => w.terminate());
   await new Promise<void>((resolve, reject) => {
