@@ -76,6 +76,8 @@ interface SystemResult extends Summary {
   cpuUsPerPut: number;
   /** etcd only: the bench process's CPU per Put (the etcd3 client, grpc-js and the loops). */
   clientCpuUsPerPut?: number;
+  /** Ours in this process only: per peer, the snapshots it took and the ones it installed from the leader during the row. */
+  snapshots?: { taken: number; installed: number }[];
   firstError?: string;
 }
 
@@ -276,7 +278,8 @@ async function oursRow(spec: RowSpec, index: number, label: string): Promise<Sys
     const cpu = cpuMicros(process.cpuUsage(cpu0));
     clearProgress();
     if (abort.signal.aborted) throw new Error('interrupted');
-    return systemResult('ours', spec, r, cpu / r.puts);
+    const snapshots = (await g.status()).peers.map((p) => (p.running ? { taken: p.snapshotsTaken, installed: p.snapshotsInstalled } : { taken: -1, installed: -1 }));
+    return { ...systemResult('ours', spec, r, cpu / r.puts), snapshots };
   } catch (e) {
     clearProgress();
     throw e;

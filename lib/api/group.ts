@@ -9,6 +9,7 @@ import type { ConfigChange } from '../raft/config.js';
 import { PeerSupervisor } from './supervisor.js';
 import { moduleUrl, type StateMachineSpec } from './state-machine.js';
 import type { Registry } from 'prom-client';
+import { DEFAULT_SNAPSHOT_RATIO } from '../node/snapshot-policy.js';
 
 export interface GroupOptions {
   /** Number of peers (1..64); each runs in its own worker thread. Odd numbers tolerate the most failures per peer. */
@@ -200,7 +201,7 @@ export class RaftGroup<Command = unknown, Result = unknown, Query = unknown, Ans
         leaseReads: bool('leaseReads', opts.leaseReads, true),
         ...(leaseMarginTicks !== undefined ? { leaseMarginTicks } : {}),
         snapshotThreshold: threshold,
-        snapshotRatio: ratio('snapshotRatio', opts.snapshotRatio ?? 1),
+        snapshotRatio: ratio('snapshotRatio', opts.snapshotRatio ?? DEFAULT_SNAPSHOT_RATIO),
         maxCommandBytes: int('maxCommandBytes', opts.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES, 1),
         maxQueryBytes: int('maxQueryBytes', opts.maxQueryBytes ?? DEFAULT_MAX_COMMAND_BYTES, 1),
         maxPending: int('maxPending', opts.maxPending ?? DEFAULT_MAX_PENDING, 1),

@@ -22,6 +22,7 @@ import type { TcpPeer } from '../transport/tcp-transport.js';
 import { parseHostPort, formatHostPort, AddressError, type HostPort } from '../net/host-port.js';
 import { checkDataDir, claimDataDir, DataDirError } from '../net/member-dir.js';
 import type { NodeBoot, NodeControl, NodeFigures, NodeLog } from '../net/node-boot.js';
+import { DEFAULT_SNAPSHOT_RATIO } from '../node/snapshot-policy.js';
 
 export const SERVE_USAGE = `usage: actor-raft serve --name NAME --initial-cluster NAME=HOST:PORT,... --ca FILE --cert FILE --key FILE [options]
        actor-raft serve --name NAME --join CLUSTER-ID --members ID:NAME=HOST:PORT,... --ca FILE --cert FILE --key FILE [options]
@@ -149,7 +150,7 @@ export function serveConfig(args: string[]): ServeConfig {
       seed: randomInt(2 ** 31),
       timing: { tickMs: 10, electionTicks: 50, heartbeatTicks: 10 },
       snapshotThreshold,
-      snapshotRatio: 1,
+      snapshotRatio: DEFAULT_SNAPSHOT_RATIO,
       stateMachine: { module: v['state-machine'] ?? new URL('../kv/service.js', import.meta.url).href },
     },
   };
