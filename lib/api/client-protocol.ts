@@ -1,5 +1,5 @@
 import { Packr, Unpackr } from 'msgpackr';
-import { writeFrame } from './frame-writer.js';
+import type { TurnBatches } from '../transport/turn-batches.js';
 import { isStatus, type Outcome, type Status } from '../node/outcome.js';
 
 /**
@@ -45,11 +45,6 @@ export interface ClientReply {
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, moreTypes: false });
 
-/** Exact-size copies, so they can be transferred rather than cloning msgpackr's pool buffer. */
-function pack(v: unknown[]): Uint8Array {
-  return new Uint8Array(packr.pack(v));
-}
-
 function unpackAll(bytes: unknown): unknown[] | undefined {
   if (!(bytes instanceof Uint8Array)) return undefined;
   try {
@@ -59,9 +54,9 @@ function unpackAll(bytes: unknown): unknown[] | undefined {
   }
 }
 
-
-export function encodeRequest(id: number, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): Uint8Array {
-  return writeFrame([id, kind, flags, timeoutMs], payload);
+/** Queue a request, [id, kind, flags, timeoutMs, payload], in `to`'s batch of this turn. */
+export function queueRequest<K>(out: TurnBatches<K>, to: K, id: number, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): void {
+  out.pushFrame(to, [id, kind, flags, timeoutMs], payload);
 }
 
 /**
@@ -106,10 +101,11 @@ export function decodeRequests(bytes: unknown): { requests: (ClientRequest | { i
   return { requests, garbage };
 }
 
-export function encodeReply(id: number, o: Outcome): Uint8Array {
-  // The common answer (a result, no message) is written by hand; the rest are rare.
-  if (o.message === undefined) return writeFrame([id, o.status, o.leader], o.data, 1);
-  return pack([id, o.status, o.leader, o.data ?? null, o.message]);
+/** Queue a reply, [id, status, leader, payload, message], in `to`'s batch of this turn. */
+export function queueReply<K>(out: TurnBatches<K>, to: K, id: number, o: Outcome): void {
+  // The common answer (a result, no message) is written by hand, into the batch; the rest are rare.
+  if (o.message === undefined) out.pushFrame(to, [id, o.status, o.leader], o.data, 1);
+  else out.push(to, packr.pack([id, o.status, o.leader, o.data ?? null, o.message]));
 }
 
 /** The replies of one posted batch; malformed values are left out. */

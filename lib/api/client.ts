@@ -4,7 +4,7 @@ import { PortBatches } from '../transport/port-batches.js';
 import {
   RequestKind,
   decodeReplies,
-  encodeRequest,
+  queueRequest,
   readFlags,
   FLAG_FORWARD,
   type ClientReply,
@@ -95,7 +95,7 @@ export class PeerEnd {
       };
       this.waiting.set(id, finish);
       onWait?.(() => finish('lost'));
-      outgoing.push(port, encodeRequest(id, kind, flags, Math.max(1, Math.ceil(timeoutMs)), payload));
+      queueRequest(outgoing, port, id, kind, flags, Math.max(1, Math.ceil(timeoutMs)), payload);
     });
   }
 }

@@ -76,21 +76,34 @@ function writeBin(out: Uint8Array, at: number, b: Uint8Array): number {
   return at + n;
 }
 
+/** Bytes writeFrameInto writes for these arguments (see writeFrame). */
+export function frameSize(ints: readonly number[], payload: Uint8Array | undefined, tail = 0): number {
+  if (ints.length + 1 + tail > 15) throw new RangeError('frame-writer: at most 15 items');
+  let size = 1 + tail + (payload ? binHeaderSize(payload.length) + payload.length : 1);
+  for (const v of ints) size += intSize(v);
+  return size;
+}
+
+/**
+ * Write the frame of writeFrame into `out` at `at` (frameSize bytes must
+ * fit there); returns where it ends. Frames written end to end into one
+ * buffer are a batch, with no buffer of their own each.
+ */
+export function writeFrameInto(out: Uint8Array, at: number, ints: readonly number[], payload: Uint8Array | undefined, tail = 0): number {
+  out[at++] = 0x90 | (ints.length + 1 + tail);
+  for (const v of ints) at = writeInt(out, at, v);
+  if (payload) at = writeBin(out, at, payload);
+  else out[at++] = 0xc0;
+  for (let k = 0; k < tail; k++) out[at++] = 0xc0;
+  return at;
+}
+
 /**
  * [ints..., payload] as one msgpack array (payload nil when undefined), and
  * `tail` more nils after it. Integers must be safe and at least -32.
  */
 export function writeFrame(ints: readonly number[], payload: Uint8Array | undefined, tail = 0): Uint8Array {
-  const count = ints.length + 1 + tail;
-  if (count > 15) throw new RangeError('frame-writer: at most 15 items');
-  let size = 1 + tail + (payload ? binHeaderSize(payload.length) + payload.length : 1);
-  for (const v of ints) size += intSize(v);
-  const out = new Uint8Array(size);
-  out[0] = 0x90 | count;
-  let at = 1;
-  for (const v of ints) at = writeInt(out, at, v);
-  if (payload) at = writeBin(out, at, payload);
-  else out[at++] = 0xc0;
-  for (let k = 0; k < tail; k++) out[at++] = 0xc0;
+  const out = new Uint8Array(frameSize(ints, payload, tail));
+  writeFrameInto(out, 0, ints, payload, tail);
   return out;
 }

@@ -1,8 +1,8 @@
 import { createServer, type Server, type TLSSocket } from 'node:tls';
-import { encodeReply, decodeRequests } from '../api/client-protocol.js';
+import { queueReply, decodeRequests } from '../api/client-protocol.js';
 import { serveRequests, type ServeExtras } from '../node/client-service.js';
 import type { PeerHost } from '../node/host.js';
-import { Status } from '../node/outcome.js';
+import { Status, type Outcome } from '../node/outcome.js';
 import type { TlsFiles } from '../tls/tls-files.js';
 import { FrameError, FrameReader, lengthPrefixed } from '../transport/length-frames.js';
 import { TurnBatches } from '../transport/turn-batches.js';
@@ -132,10 +132,10 @@ export class ClientServer {
       }
       for (const f of frames) {
         if (s.destroyed || this.closed) return;
-        const push = (r: Uint8Array) => this.replies.push(s, r);
+        const push = (id: number, o: Outcome) => queueReply(this.replies, s, id, o);
         if (!this.host) {
           // Still starting: nothing can be done yet; the client tries again.
-          for (const r of decodeRequests(f).requests) push(encodeReply(r.id, { status: Status.NotLeader, message: 'the node is starting', leader: -1 }));
+          for (const r of decodeRequests(f).requests) push(r.id, { status: Status.NotLeader, message: 'the node is starting', leader: -1 });
           continue;
         }
         if (serveRequests(this.host, f, push, this.extras) > 0) {

@@ -1,5 +1,5 @@
 import { connect, type TLSSocket } from 'node:tls';
-import { decodeReplies, encodeRequest, type ClientReply, type RequestKind } from '../api/client-protocol.js';
+import { decodeReplies, queueRequest, type ClientReply, type RequestKind } from '../api/client-protocol.js';
 import type { CallResult } from '../api/client.js';
 import type { TlsFiles } from '../tls/tls-files.js';
 import { FrameError, FrameReader, lengthPrefixed } from '../transport/length-frames.js';
@@ -56,7 +56,7 @@ export class NodeConnection {
       };
       this.waiting.set(id, finish);
       onWait?.(() => finish('lost'));
-      outgoing.push(s, encodeRequest(id, kind, flags, ms, payload));
+      queueRequest(outgoing, s, id, kind, flags, ms, payload);
     });
   }
 

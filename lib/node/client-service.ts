@@ -1,5 +1,5 @@
 import type { MessagePort } from 'node:worker_threads';
-import { RequestKind, decodeRequests, encodeReply } from '../api/client-protocol.js';
+import { RequestKind, decodeRequests, queueReply } from '../api/client-protocol.js';
 import { PortBatches } from '../transport/port-batches.js';
 import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
 import type { PeerHost } from './host.js';
@@ -16,14 +16,14 @@ export interface ServeExtras {
 
 /**
  * Hand one received batch of client requests to the host (propose, read,
- * admin); each outcome goes to `reply` as an encoded reply. Returns how
+ * admin); each outcome goes to `reply` with its request's id. Returns how
  * many values in it were not requests at all (nothing to answer).
  */
-export function serveRequests(host: PeerHost, bytes: unknown, reply: (encoded: Uint8Array) => void, extra: ServeExtras = {}): number {
+export function serveRequests(host: PeerHost, bytes: unknown, reply: (id: number, o: Outcome) => void, extra: ServeExtras = {}): number {
   const { admin, meter } = extra;
   const { requests, garbage } = decodeRequests(bytes);
   for (const r of requests) {
-    const done = (o: Outcome) => reply(encodeReply(r.id, o));
+    const done = (o: Outcome) => reply(r.id, o);
     if ('refused' in r) done({ status: Status.Rejected, message: `malformed request: ${r.refused}`, leader: -1 });
     else if (r.kind === RequestKind.Propose) host.propose(r.payload, { forward: r.forward, timeoutMs: r.timeoutMs }, meter ? meter.timeProposal(done) : done);
     else if (r.kind === RequestKind.Read) host.read(r.payload, { consistency: r.consistency, forward: r.forward, timeoutMs: r.timeoutMs }, done);
@@ -60,7 +60,7 @@ export class ClientService {
     }
     this.ports.push(port);
     port.on('message', (bytes: unknown) => {
-      if (!this.closed) this.dropped += serveRequests(this.host, bytes, (r) => this.replies.push(port, r), { meter: this.meter });
+      if (!this.closed) this.dropped += serveRequests(this.host, bytes, (id, o) => queueReply(this.replies, port, id, o), { meter: this.meter });
     });
   }
 

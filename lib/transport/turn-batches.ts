@@ -1,3 +1,5 @@
+import { frameSize, writeFrameInto } from '../api/frame-writer.js';
+
 /**
  * Encoded messages queued per destination and sent once per event-loop
  * turn as one buffer (the messages concatenated; msgpack values need no
@@ -6,43 +8,72 @@
  * send per turn, not 256. `send` gets each destination's batch.
  */
 export class TurnBatches<K> {
-  private readonly queued = new Map<K, Uint8Array[]>();
+  private readonly queued = new Map<K, Batch>();
   private scheduled = false;
+  /** The largest batch of the last flush: where the next turn's buffers start, so a steady wave is written without growing. */
+  private sizeHint = MIN_BATCH_BYTES;
 
   constructor(private readonly send: (to: K, batch: Uint8Array) => void) {}
 
+  /** Queue encoded bytes (copied now: `bytes` may be reused once this returns). */
   push(to: K, bytes: Uint8Array): void {
-    let q = this.queued.get(to);
-    if (!q) this.queued.set(to, (q = []));
-    q.push(bytes);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    const b = this.batch(to, bytes.length);
+    b.buf.set(bytes, b.len);
+    b.len += bytes.length;
+  }
+
+  /** Queue a client frame (frame-writer's writeFrame), written straight into the batch. */
+  pushFrame(to: K, ints: readonly number[], payload: Uint8Array | undefined, tail = 0): void {
+    const b = this.batch(to, frameSize(ints, payload, tail));
+    b.len = writeFrameInto(b.buf, b.len, ints, payload, tail);
   }
 
   /** Send everything queued now (also runs by itself at the end of the turn). */
   flush(): void {
     this.scheduled = false;
     if (this.queued.size === 0) return;
-    for (const [to, q] of this.queued) this.send(to, q.length === 1 ? q[0]! : concat(q));
+    let largest = 0;
+    for (const [to, b] of this.queued) {
+      if (b.len > largest) largest = b.len;
+      // Each batch has a buffer of its own, never written again: safe to transfer or to leave with a socket.
+      this.send(to, b.buf.subarray(0, b.len));
+    }
     this.queued.clear();
+    this.sizeHint = Math.min(MAX_HINT_BYTES, Math.max(MIN_BATCH_BYTES, largest));
   }
 
   /** Forget what is queued for `to` (its channel closed). */
   drop(to: K): void {
     this.queued.delete(to);
   }
+
+  /** `to`'s batch with room for `n` more bytes. */
+  private batch(to: K, n: number): Batch {
+    let b = this.queued.get(to);
+    if (!b) {
+      b = { buf: new Uint8Array(Math.max(this.sizeHint, n)), len: 0 };
+      this.queued.set(to, b);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    } else if (b.len + n > b.buf.length) {
+      let size = b.buf.length * 2;
+      while (size < b.len + n) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(b.buf.subarray(0, b.len));
+      b.buf = next;
+    }
+    return b;
+  }
 }
 
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+/** One destination's frames of one turn, end to end. */
+interface Batch {
+  buf: Uint8Array;
+  len: number;
 }
+
+const MIN_BATCH_BYTES = 1024;
+/** A burst's size is not kept as every later turn's starting point. */
+const MAX_HINT_BYTES = 256 * 1024;
