@@ -21,7 +21,7 @@ import {
   TimeoutError,
 } from './errors.js';
 import { BusyBackoff } from './busy-backoff.js';
-import { decodeValue, encodeValue } from './state-machine.js';
+import { decodeValue, encodePayload } from './state-machine.js';
 
 /**
  * Everything a client needs to reach a group's peers, in a form that can be
@@ -242,7 +242,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
   async propose(command: Command, opts?: ProposeOptions): Promise<Result> {
     const timeoutMs = timeoutOf(opts, 'propose');
     this.checkPeer(opts?.peer);
-    const bytes = encodeValue(command);
+    const bytes = encodePayload(command);
     return decodeValue(await this.proposeBytes(bytes, timeoutMs, opts?.peer)) as Result;
   }
 
@@ -254,7 +254,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
       throw new OptionError('consistency', `must be 'linearizable', 'lease' or 'stale', got ${String(consistency)}`);
     }
     this.checkPeer(opts?.peer);
-    return decodeValue(await this.readBytes(encodeValue(query), consistency, timeoutMs, opts?.peer)) as Answer;
+    return decodeValue(await this.readBytes(encodePayload(query), consistency, timeoutMs, opts?.peer)) as Answer;
   }
 
   private checkPeer(peer: number | undefined): void {

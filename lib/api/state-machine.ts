@@ -160,6 +160,17 @@ export function encodeValue(v: unknown): Uint8Array {
   return new Uint8Array(packr.pack(v));
 }
 
+/**
+ * Encode a request's payload in place, in msgpackr's pool buffer, without
+ * encodeValue's copy: for bytes that are only ever copied (into a client
+ * frame, now and on every retry). msgpackr writes each value after the
+ * last one, never over it, so the view stays valid while it is held; it
+ * must not be transferred (that would detach the pool).
+ */
+export function encodePayload(v: unknown): Uint8Array {
+  return packr.pack(v);
+}
+
 export function decodeValue(b: Uint8Array): unknown {
   return unpackr.unpack(b);
 }

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { LinkEnds, type CallResult, type GroupHandle } from '../api/client.js';
 import { RequestKind, readFlags } from '../api/client-protocol.js';
-import { decodeValue, encodeValue } from '../api/state-machine.js';
+import { decodeValue, encodePayload } from '../api/state-machine.js';
 import { Status } from '../node/outcome.js';
 import { CallerClosedError, LeaderCalls } from './leader-calls.js';
 import { fromReply, wireOf } from './protocol.js';
@@ -101,7 +101,7 @@ export class Clerk {
       if (refused) throw new KvRequestError(refused.err, refused.detail ?? '');
       this.seq++;
       const isGet = op === 'get';
-      const payload = encodeValue(isGet ? key : wireOf(op, key, value, this.clientId, this.seq));
+      const payload = encodePayload(isGet ? key : wireOf(op, key, value, this.clientId, this.seq));
       const r = (await this.calls.call(isGet ? RequestKind.Read : RequestKind.Propose, isGet ? GET_FLAGS : 0, payload))!;
       if (r.status === Status.Ok) {
         const res = r.payload ? fromReply(decodeValue(r.payload)) : undefined;

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { RequestKind, readFlags } from '../api/client-protocol.js';
-import { decodeValue, encodeValue } from '../api/state-machine.js';
+import { decodeValue, encodePayload } from '../api/state-machine.js';
 import { Status } from '../node/outcome.js';
 import { KvRequestError, type KvEnds } from '../kv/clerk.js';
 import { CallerClosedError, LeaderCalls } from '../kv/leader-calls.js';
@@ -77,7 +77,7 @@ export class ShardClerk {
       if (refused) throw new KvRequestError(refused.err, refused.detail ?? '');
       this.seq++;
       const isGet = op === 'get';
-      const payload = encodeValue(isGet ? key : wireOf(op, key, value, this.clientId, this.seq));
+      const payload = encodePayload(isGet ? key : wireOf(op, key, value, this.clientId, this.seq));
       const shard = key2shard(key);
       for (;;) {
         const calls = this.config.num > 0 ? this.group(this.config.shards[shard]!) : undefined;
