@@ -9,8 +9,11 @@
  *  3. Where the CPU goes: 64 proposers on a counter whose apply spends
  *     20 us of CPU per command, and on a plain one; the CPU each thread
  *     used (main, each peer's worker, the rest of the process).
+ * Every row is measured after --warmup seconds of the same loops in the
+ * same group, not counted: a fresh group's first second runs through the
+ * interpreter and the compiler in four threads (main and three peers).
  * Prints tables; writes bench/results/api-<time>.json.
- *   options: --seconds S (per row, default 3)
+ *   options: --seconds S (measured per row, default 3), --warmup S (default 1)
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -19,9 +22,11 @@ import { parseArgs } from 'node:util';
 import { RaftGroup } from '../lib/index.js';
 import { threadCpuMs } from '../lib/node/thread-cpu.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, warmup: { type: 'string', default: '1' } } });
 const SECONDS = Number(values.seconds);
 if (!(SECONDS > 0)) throw new Error(`--seconds must be positive, got ${values.seconds}`);
+const WARMUP_SECONDS = Number(values.warmup);
+if (!(WARMUP_SECONDS >= 0)) throw new Error(`--warmup must be 0 or more, got ${values.warmup}`);
 const PEERS = 3;
 const CONCURRENCY = [1, 16, 64, 256];
 const READERS = [1, 64];
@@ -54,20 +59,30 @@ interface Row {
   p99ms: number;
 }
 
-/** `concurrency` loops of `op` for SECONDS; each loop awaits its own call. */
-async function drive(label: string, concurrency: number, op: () => Promise<unknown>): Promise<Row> {
+/**
+ * `concurrency` loops of `op` for WARMUP_SECONDS, then SECONDS measured;
+ * each loop awaits its own call. Counted: the calls that started once the
+ * measured part had begun (all of them run to their end).
+ */
+async function drive(label: string, concurrency: number, op: () => Promise<unknown>, warmupSeconds = WARMUP_SECONDS): Promise<Row> {
   const latencies: number[] = [];
   let stop = false;
-  const started = performance.now();
-  const progress = setInterval(() => process.stdout.write(`\r  ${label}, ${concurrency}: ${latencies.length}...`), 500);
+  let started = Infinity;
+  const progress = setInterval(() => process.stdout.write(`\r  ${label}, ${concurrency}: ${started === Infinity ? 'warming up' : latencies.length}...`), 500);
+  const measure = new Promise<void>((r) =>
+    setTimeout(() => {
+      started = performance.now();
+      setTimeout(() => ((stop = true), r()), SECONDS * 1000);
+    }, warmupSeconds * 1000),
+  );
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (!stop) {
         const t0 = performance.now();
         await op();
-        latencies.push(performance.now() - t0);
+        if (t0 >= started) latencies.push(performance.now() - t0);
       }
-    }).concat([new Promise<void>((r) => setTimeout(() => ((stop = true), r()), SECONDS * 1000))]),
+    }).concat([measure]),
   );
   const seconds = (performance.now() - started) / 1000;
   clearInterval(progress);
@@ -108,7 +123,8 @@ async function perThread(spinMicros: number): Promise<ThreadRow> {
     await drive('warm-up', 64, () => g.propose(1));
     const before = await cpuOf();
     const t0 = performance.now();
-    const row = await drive(`apply ${spinMicros} us`, 64, () => g.propose(1));
+    // Warmed up just before: the CPU counted here is the measured part's alone.
+    const row = await drive(`apply ${spinMicros} us`, 64, () => g.propose(1), 0);
     const wall = (performance.now() - t0) / 1000;
     const after = await cpuOf();
     const leader = after.leader;
@@ -136,7 +152,7 @@ async function perThread(spinMicros: number): Promise<ThreadRow> {
   });
 }
 
-console.log(`Product API benchmark: ${PEERS} peers in worker threads, SQLite with fsync, the counter state machine, proposers and readers in the main thread, ${SECONDS} s per row`);
+console.log(`Product API benchmark: ${PEERS} peers in worker threads, SQLite with fsync, the counter state machine, proposers and readers in the main thread, ${SECONDS} s per row after ${WARMUP_SECONDS} s of warm-up`);
 
 const proposals: Row[] = [];
 for (const c of CONCURRENCY) proposals.push(await withGroup(0, (g) => drive('propose', c, () => g.propose(1))));
@@ -178,5 +194,5 @@ const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round
 const dir = new URL('./results/', new URL('../../bench/', import.meta.url));
 mkdirSync(dir, { recursive: true });
 const file = new URL(`api-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
-writeFileSync(file, JSON.stringify({ benchmark: 'api', date: new Date().toISOString(), machine, seconds: SECONDS, proposals, reads, threads }, null, 2) + '\n');
+writeFileSync(file, JSON.stringify({ benchmark: 'api', date: new Date().toISOString(), machine, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, proposals, reads, threads }, null, 2) + '\n');
 console.log(`\nwrote ${file.pathname}`);
