@@ -46,6 +46,12 @@ export interface EndUpdate {
 /** What a call on an end came to: the reply; 'down' (no channel: nothing was sent); 'lost' (the channel went away after sending). */
 export type CallResult = ClientReply | 'down' | 'lost';
 
+/** A call waiting on an end for its answer; `owner` when it was made by callFor. */
+interface Waiting {
+  resolve: (r: CallResult) => void;
+  owner: object | undefined;
+}
+
 /** Requests leave once per turn per channel, together (one queue per thread). */
 const outgoing = new PortBatches();
 
@@ -56,7 +62,7 @@ export class PeerEnd {
   private port: MessagePort | undefined;
   incarnation = 0;
   private nextId = 1;
-  private readonly waiting = new Map<number, (r: ClientReply | 'lost') => void>();
+  private readonly waiting = new Map<number, Waiting>();
 
   constructor(readonly peer: number) {}
 
@@ -69,7 +75,7 @@ export class PeerEnd {
     this.port = u.port;
     this.incarnation = u.incarnation;
     u.port.on('message', (bytes: unknown) => {
-      for (const r of decodeReplies(bytes)) this.waiting.get(r.id)?.(r);
+      for (const r of decodeReplies(bytes)) this.settle(r.id, r);
     });
     // The peer's worker died (or the group closed): nothing will answer on this channel.
     u.port.on('close', () => {
@@ -80,7 +86,9 @@ export class PeerEnd {
   detach(): void {
     this.port?.close();
     this.port = undefined;
-    for (const finish of [...this.waiting.values()]) finish('lost');
+    const all = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const w of all) w.resolve('lost');
   }
 
   /** `onWait` receives a function that abandons the call (it then resolves 'lost'). */
@@ -89,14 +97,38 @@ export class PeerEnd {
     if (!port) return Promise.resolve('down');
     const id = this.nextId++;
     return new Promise<CallResult>((resolve) => {
-      const finish = (r: ClientReply | 'lost') => {
-        if (!this.waiting.delete(id)) return;
-        resolve(r);
-      };
-      this.waiting.set(id, finish);
-      onWait?.(() => finish('lost'));
+      this.waiting.set(id, { resolve, owner: undefined });
+      onWait?.(() => this.settle(id, 'lost'));
       queueRequest(outgoing, port, id, kind, flags, Math.max(1, Math.ceil(timeoutMs)), payload);
     });
+  }
+
+  /**
+   * A call on behalf of `owner`, which abandon(owner) ends: the way for a
+   * caller with many calls in flight to give them all up at once, without
+   * a function per call to do it with (a GroupClient makes one call per
+   * proposal).
+   */
+  callFor(owner: object, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): Promise<CallResult> {
+    const port = this.port;
+    if (!port) return Promise.resolve('down');
+    const id = this.nextId++;
+    return new Promise<CallResult>((resolve) => {
+      this.waiting.set(id, { resolve, owner });
+      queueRequest(outgoing, port, id, kind, flags, Math.max(1, Math.ceil(timeoutMs)), payload);
+    });
+  }
+
+  /** Every call of `owner` waiting here resolves 'lost' (their answers, if any come, are dropped). */
+  abandon(owner: object): void {
+    for (const [id, w] of this.waiting) if (w.owner === owner) this.settle(id, 'lost');
+  }
+
+  private settle(id: number, r: ClientReply | 'lost'): void {
+    const w = this.waiting.get(id);
+    if (!w) return;
+    this.waiting.delete(id);
+    w.resolve(r);
   }
 }
 
@@ -212,7 +244,6 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
   private hint = -1;
   private rotation = 0;
   private closed = false;
-  private readonly inFlight = new Set<() => void>();
 
   constructor(link: ClientLink) {
     this.shared = LinkEnds.acquire(link);
@@ -267,7 +298,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const cancel of [...this.inFlight]) cancel();
+    for (const e of this.ends) e.abandon(this);
     this.shared.release();
   }
 
@@ -293,30 +324,6 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
     }
   }
 
-  private call(end: PeerEnd, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): Promise<CallResult> {
-    let cancel: (() => void) | undefined;
-    const forget = () => {
-      if (cancel) this.inFlight.delete(cancel);
-    };
-    // then(), not finally(): finally() makes two more promises and closures
-    // per call, and every proposal of a busy client passes here.
-    return end
-      .call(kind, flags, timeoutMs, payload, (c) => {
-        cancel = c;
-        this.inFlight.add(c);
-      })
-      .then(
-        (r) => {
-          forget();
-          return r;
-        },
-        (e: unknown) => {
-          forget();
-          throw e;
-        },
-      );
-  }
-
   /** Propose encoded bytes; resolves with the encoded result. */
   async proposeBytes(payload: Uint8Array, timeoutMs: number, peer?: number): Promise<Uint8Array> {
     const deadline = performance.now() + timeoutMs;
@@ -334,7 +341,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
         await sleep(Math.min(20, remaining));
         continue;
       }
-      const r = await this.call(end, RequestKind.Propose, FLAG_FORWARD, remaining, payload);
+      const r = await end.callFor(this, RequestKind.Propose, FLAG_FORWARD, remaining, payload);
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('propose');
       if (r === 'down') continue;
       if (r === 'lost') throw new OutcomeUnknownError(`propose: peer ${end.peer} went away while the proposal was in flight; it may or may not be applied`);
@@ -382,7 +389,7 @@ export class GroupClient<Command = unknown, Result = unknown, Query = unknown, A
       }
       // A read may be tried again, so no one try may take the whole time (a lost
       // request to a leader that died would).
-      const r = await this.call(end, RequestKind.Read, readFlags(consistency, true), Math.min(remaining, READ_TRY_MS), query);
+      const r = await end.callFor(this, RequestKind.Read, readFlags(consistency, true), Math.min(remaining, READ_TRY_MS), query);
       if (this.closed || this.shared.groupClosed) throw new GroupClosedError('read');
       if (r === 'down' || r === 'lost') {
         why = `peer ${end.peer} went away`;

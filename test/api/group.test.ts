@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
   ApplyError,
+  GroupClient,
   GroupClosedError,
   OptionError,
   OutcomeUnknownError,
@@ -162,6 +163,32 @@ t.test('close: calls in flight reject with GroupClosedError, later calls too; th
   const again = await RaftGroup.open<CounterCommand, unknown, CounterQuery, unknown>({ peers: 3, dataDir: dir, stateMachine: counter });
   t.teardown(() => again.close());
   t.ok((await again.read('value')) as number >= 41, 'reopened on the same files, the state is there');
+});
+
+t.test("a client's close ends its own calls in flight at once, not those of other clients on the same handle", async (t) => {
+  const g = await open();
+  t.teardown(() => g.close());
+  await g.propose({ op: 'add', n: 1 });
+  const handle = g.handle();
+  const a = GroupClient.connect<CounterCommand, unknown, CounterQuery, unknown>(handle);
+  const b = GroupClient.connect<CounterCommand, unknown, CounterQuery, unknown>(handle);
+  t.teardown(() => b.close());
+  const order: string[] = [];
+  // b's hold is applied first; a's command waits behind it on the leader.
+  const bDone = b.propose({ op: 'hold', ms: 300 }).then(
+    (v) => (order.push('b resolved'), v),
+    (e: unknown) => (order.push('b rejected'), e),
+  );
+  await new Promise((r) => setTimeout(r, 20));
+  const aDone = a.propose({ op: 'add', n: 1 }).then(
+    () => (order.push('a resolved'), undefined),
+    (e: unknown) => (order.push('a rejected'), e),
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  a.close();
+  t.ok((await aDone) instanceof GroupClosedError, "a's call rejects with GroupClosedError");
+  t.notOk((await bDone) instanceof Error, "b's call on the same channel still gets its result");
+  t.same(order, ['a rejected', 'b resolved'], "a's call ended at its close, before b's answer came (it did not wait for its own)");
 });
 
 t.test('apply that throws: the proposal rejects with ApplyError carrying the message; every replica records the same; the peers carry on', async (t) => {
