@@ -59,11 +59,6 @@ export function queueRequest<K>(out: TurnBatches<K>, to: K, id: number, kind: Re
   out.pushFrame(to, [id, kind, flags, timeoutMs], payload);
 }
 
-/**
- * The requests of one posted batch, each either well-formed or with the
- * reason it is not (to be answered Rejected). Values without even an id
- * have nobody to answer and count as `garbage`.
- */
 /** What is wrong with a request's fields, or undefined. */
 function requestProblem(kind: unknown, flags: unknown, timeoutMs: unknown, payload: unknown): string | undefined {
   if (kind !== RequestKind.Propose && kind !== RequestKind.Read && kind !== RequestKind.Admin) return `unknown request kind ${JSON.stringify(kind)}`;
@@ -75,6 +70,10 @@ function requestProblem(kind: unknown, flags: unknown, timeoutMs: unknown, paylo
 }
 
 /**
+ * The requests of one posted batch, each either well-formed or with the
+ * reason it is not (to be answered Rejected). Values without even an id
+ * have nobody to answer and count as `garbage`.
+ *
  * Payloads are views into the posted batch, not copies: a batch's commands
  * go into the log together and leave it together, so a command kept there
  * pins little but its neighbours.

@@ -93,14 +93,7 @@ export class PeerEnd {
 
   /** `onWait` receives a function that abandons the call (it then resolves 'lost'). */
   call(kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array, onWait?: (cancel: () => void) => void): Promise<CallResult> {
-    const port = this.port;
-    if (!port) return Promise.resolve('down');
-    const id = this.nextId++;
-    return new Promise<CallResult>((resolve) => {
-      this.waiting.set(id, { resolve, owner: undefined });
-      onWait?.(() => this.settle(id, 'lost'));
-      queueRequest(outgoing, port, id, kind, flags, Math.max(1, Math.ceil(timeoutMs)), payload);
-    });
+    return this.request(undefined, kind, flags, timeoutMs, payload, onWait);
   }
 
   /**
@@ -110,11 +103,16 @@ export class PeerEnd {
    * proposal).
    */
   callFor(owner: object, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array): Promise<CallResult> {
+    return this.request(owner, kind, flags, timeoutMs, payload, undefined);
+  }
+
+  private request(owner: object | undefined, kind: RequestKind, flags: number, timeoutMs: number, payload: Uint8Array, onWait: ((cancel: () => void) => void) | undefined): Promise<CallResult> {
     const port = this.port;
     if (!port) return Promise.resolve('down');
     const id = this.nextId++;
     return new Promise<CallResult>((resolve) => {
       this.waiting.set(id, { resolve, owner });
+      onWait?.(() => this.settle(id, 'lost'));
       queueRequest(outgoing, port, id, kind, flags, Math.max(1, Math.ceil(timeoutMs)), payload);
     });
   }

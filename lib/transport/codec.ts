@@ -5,6 +5,7 @@ import { intIn as rangeProblem, messageProblem } from '../raft/validate.js';
 import { HostMessageType, type WireMessage } from '../node/messages.js';
 import { isStatus } from '../node/outcome.js';
 import { AppendWriter } from './append-writer.js';
+import { withRoom } from './with-room.js';
 
 /**
  * Wire format of one peer-to-peer frame: a msgpack array
@@ -292,13 +293,7 @@ export class BatchBuffer {
   }
 
   push(frame: Uint8Array): void {
-    if (this.len + frame.length > this.buf.length) {
-      let size = this.buf.length * 2;
-      while (size < this.len + frame.length) size *= 2;
-      const next = new Uint8Array(size);
-      next.set(this.buf.subarray(0, this.len));
-      this.buf = next;
-    }
+    this.buf = withRoom(this.buf, this.len, frame.length);
     this.buf.set(frame, this.len);
     this.len += frame.length;
   }

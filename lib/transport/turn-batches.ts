@@ -1,4 +1,5 @@
 import { frameSize, writeFrameInto } from '../api/frame-writer.js';
+import { withRoom } from './with-room.js';
 
 /**
  * Encoded messages queued per destination and sent once per event-loop
@@ -57,12 +58,8 @@ export class TurnBatches<K> {
         this.scheduled = true;
         setImmediate(() => this.flush());
       }
-    } else if (b.len + n > b.buf.length) {
-      let size = b.buf.length * 2;
-      while (size < b.len + n) size *= 2;
-      const next = new Uint8Array(size);
-      next.set(b.buf.subarray(0, b.len));
-      b.buf = next;
+    } else {
+      b.buf = withRoom(b.buf, b.len, n);
     }
     return b;
   }
@@ -70,7 +67,7 @@ export class TurnBatches<K> {
 
 /** One destination's frames of one turn, end to end. */
 interface Batch {
-  buf: Uint8Array;
+  buf: Uint8Array<ArrayBuffer>;
   len: number;
 }
 
