@@ -5,7 +5,7 @@
 export { RaftGroup, type GroupOptions, type GroupStatus, type LeaderListener, type PeerReport } from './api/group.js';
 export { GroupClient, type GroupHandle, type ProposeOptions, type ReadOptions } from './api/client.js';
 export type { Consistency } from './api/client-protocol.js';
-export type { StateMachine, StateMachineContext, StateMachineFactory, StateMachineSpec, EntryMeta } from './api/state-machine.js';
+export type { StateMachine, StateMachineContext, StateMachineFactory, StateMachineSpec, EntryMeta, SnapshotWriter } from './api/state-machine.js';
 export {
   ApplyError,
   BusyError,

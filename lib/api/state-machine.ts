@@ -1,10 +1,10 @@
 import { pathToFileURL } from 'node:url';
 import { isAbsolute, resolve } from 'node:path';
 import { Packr, Unpackr } from 'msgpackr';
-import type { ByteStateMachine, EntryMeta } from '../node/seams.js';
+import type { ByteStateMachine, EntryMeta, SnapshotWriter } from '../node/seams.js';
 import { StateMachineError } from './errors.js';
 
-export type { EntryMeta };
+export type { EntryMeta, SnapshotWriter };
 
 /**
  * Your replicated state machine. Every peer's worker thread builds one from
@@ -47,6 +47,21 @@ export interface StateMachine<Command = unknown, Result = unknown, Query = unkno
    * entry. A snapshot taken on one replica may be restored on another.
    */
   snapshot(): Uint8Array;
+  /**
+   * Optional: the same snapshot, written a step at a time, so that a large
+   * state does not stop the peer while it is encoded (a whole-table encode
+   * of a million keys takes the better part of a second). When present,
+   * the engine's snapshot policy uses it instead of `snapshot()`:
+   * `beginSnapshot()` fixes what the snapshot holds, everything applied so
+   * far; the engine then calls `step()` between its other work, and
+   * `apply` runs between steps, until `step()` returns the bytes (the same
+   * bytes `snapshot()` would have returned when the snapshot began; `restore`
+   * must accept them). Keep a step to a millisecond or two. The engine calls
+   * `cancel()` instead when it gives the snapshot up (the state is replaced
+   * by `restore`, or the peer stops); a writer is never used after either.
+   * One writer at a time.
+   */
+  beginSnapshot?(): SnapshotWriter;
   /**
    * Replace the whole state with a snapshot's (taken after the entry
    * `entry`). Called when a peer starts from its stored snapshot and when
@@ -194,6 +209,21 @@ function isFrozenFlat(v: unknown): boolean {
   return true;
 }
 
+/** A writer whose finished snapshot must be bytes, as snapshot()'s must. */
+function checkedWriter(w: SnapshotWriter): SnapshotWriter {
+  if (typeof w !== 'object' || w === null || typeof w.step !== 'function' || typeof w.cancel !== 'function') {
+    throw new TypeError('beginSnapshot() must return an object with step() and cancel()');
+  }
+  return {
+    step: () => {
+      const data = w.step();
+      if (data !== undefined && !(data instanceof Uint8Array)) throw new TypeError(`a snapshot writer's step() must return a Uint8Array or undefined, got ${typeof data}`);
+      return data;
+    },
+    cancel: () => w.cancel(),
+  };
+}
+
 export function byteStateMachine(sm: StateMachine): ByteStateMachine {
   let lastFrozen: unknown;
   let lastBytes: Uint8Array = NO_RESULT;
@@ -216,6 +246,7 @@ export function byteStateMachine(sm: StateMachine): ByteStateMachine {
       if (!(data instanceof Uint8Array)) throw new TypeError(`snapshot() must return a Uint8Array, got ${typeof data}`);
       return data;
     },
+    ...(sm.beginSnapshot ? { beginSnapshot: () => checkedWriter(sm.beginSnapshot!()) } : {}),
     restore: (data, meta) => sm.restore(data, meta),
     check(data, meta, current) {
       // Try it, then put back the state as it was, whether it restored or threw.

@@ -25,6 +25,7 @@ export function createStateMachine(): StateMachine<unknown, KvReply, unknown, Kv
       return toReply(sm.read(key));
     },
     snapshot: () => sm.snapshot(),
+    beginSnapshot: () => sm.beginSnapshot(),
     restore: (data: Uint8Array) => sm.restore(data),
   };
 }

@@ -121,6 +121,8 @@ const SNAPSHOT_VERSION = 1;
 export class KvStateMachine {
   private readonly data = new Map<string, string>();
   private readonly sessions = new Sessions<KvResult>();
+  /** The snapshot being written a step at a time, if one is. */
+  private writing: TableSnapshotWriter | undefined;
 
   apply(cmd: KvCommand): KvResult {
     const seen = this.sessions.seen(cmd.clientId, cmd.seq, OK);
@@ -136,6 +138,7 @@ export class KvStateMachine {
       case 'get':
         return this.read(cmd.key);
       case 'put':
+        this.writing?.willChange(cmd.key);
         this.data.set(cmd.key, cmd.value!);
         return OK;
       case 'append': {
@@ -143,6 +146,7 @@ export class KvStateMachine {
         if (longerThan(next, MAX_VALUE_BYTES)) {
           return { err: 'ErrTooLarge', value: '', detail: `the value of ${JSON.stringify(cmd.key)} would pass ${MAX_VALUE_BYTES} bytes` };
         }
+        this.writing?.willChange(cmd.key);
         this.data.set(cmd.key, next);
         return OK;
       }
@@ -182,7 +186,10 @@ export class KvStateMachine {
    * either side is still recognised when its client retries it here.
    */
   merge(data: readonly [string, string][], sessions: readonly SessionRow[]): void {
-    for (const [k, v] of data) this.data.set(k, v);
+    for (const [k, v] of data) {
+      this.writing?.willChange(k);
+      this.data.set(k, v);
+    }
     for (const [id, seq, err, value, detail] of sessions) {
       const result: KvResult = { err, value };
       if (detail !== undefined) result.detail = detail;
@@ -192,6 +199,7 @@ export class KvStateMachine {
 
   /** Forget everything (the table and the duplicate table). */
   clear(): void {
+    this.stopWriting();
     this.data.clear();
     this.sessions.clear();
   }
@@ -201,8 +209,35 @@ export class KvStateMachine {
     return packr.pack([SNAPSHOT_VERSION, [...this.data], this.sessionRows()]);
   }
 
+  /**
+   * The same snapshot as snapshot() now, byte for byte, written a step of
+   * SNAPSHOT_STEP_KEYS keys at a time; commands applied between steps do
+   * not change what it holds (see TableSnapshotWriter).
+   */
+  beginSnapshot(): { step(): Uint8Array | undefined; cancel(): void } {
+    this.stopWriting();
+    const w = new TableSnapshotWriter(this.data, this.sessionRows());
+    this.writing = w;
+    return {
+      step: () => {
+        if (this.writing !== w) throw new Error('this snapshot was given up (the table was replaced, or another snapshot began)');
+        const done = w.step();
+        if (done) this.writing = undefined;
+        return done;
+      },
+      cancel: () => {
+        if (this.writing === w) this.writing = undefined;
+      },
+    };
+  }
+
+  private stopWriting(): void {
+    this.writing = undefined;
+  }
+
   /** Replace everything with a snapshot's contents. */
   restore(bytes: Uint8Array): void {
+    this.stopWriting();
     this.data.clear();
     this.sessions.clear();
     if (bytes.length === 0) return;
@@ -216,4 +251,91 @@ export class KvStateMachine {
     const [, data, sessions] = decoded as [number, [string, string][], SessionRow[]];
     this.merge(data, sessions);
   }
+}
+
+/** Keys a snapshot writer encodes per step: about a millisecond of work. */
+export const SNAPSHOT_STEP_KEYS = 2048;
+
+/** What a key held when the snapshot began, for keys changed since: its value, or ABSENT (it had none). */
+const ABSENT = Symbol('absent');
+
+/**
+ * The table as it was when the writer was made, encoded while commands go
+ * on changing it. Before a command changes a key the first time, the
+ * writer keeps what the key held (willChange); the table's own iteration
+ * order puts keys added later after every key that was there, and those
+ * are skipped. The bytes equal snapshot()'s at the start: msgpack of
+ * [version, [[key, value]...], sessions], the rows packed a step's worth at
+ * a time and their array header written once the count is known.
+ */
+class TableSnapshotWriter {
+  private readonly before = new Map<string, string | typeof ABSENT>();
+  private readonly rows: IterableIterator<[string, string]>;
+  private readonly parts: Uint8Array[] = [];
+  private count = 0;
+
+  constructor(
+    private readonly table: Map<string, string>,
+    private readonly sessions: SessionRow[],
+  ) {
+    this.rows = table.entries();
+  }
+
+  willChange(key: string): void {
+    if (this.before.has(key)) return;
+    const v = this.table.get(key);
+    this.before.set(key, v === undefined ? ABSENT : v);
+  }
+
+  /** The snapshot once every row is written, else undefined. */
+  step(): Uint8Array | undefined {
+    const chunk: [string, string][] = [];
+    while (chunk.length < SNAPSHOT_STEP_KEYS) {
+      const next = this.rows.next();
+      if (next.done) return this.finish(chunk);
+      const [k, v] = next.value;
+      const was = this.before.size > 0 ? this.before.get(k) : undefined;
+      if (was === ABSENT) continue;
+      chunk.push([k, was === undefined ? v : was]);
+    }
+    this.add(chunk);
+    return undefined;
+  }
+
+  /** Pack rows and keep them without their array header. */
+  private add(chunk: [string, string][]): void {
+    if (chunk.length === 0) return;
+    const packed = packr.pack(chunk);
+    this.parts.push(packed.subarray(arrayHeaderBytes(chunk.length)));
+    this.count += chunk.length;
+  }
+
+  private finish(chunk: [string, string][]): Uint8Array {
+    this.add(chunk);
+    const head = packr.pack([SNAPSHOT_VERSION]);
+    // [version] packs as a one-element array: the snapshot's own header says three.
+    const top = Uint8Array.of(0x93, ...head.subarray(1));
+    const rowsHead = arrayHeader(this.count);
+    const tail = packr.pack(this.sessions);
+    let size = top.length + rowsHead.length + tail.length;
+    for (const p of this.parts) size += p.length;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const p of [top, rowsHead, ...this.parts, tail]) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+}
+
+/** Bytes of a msgpack array header for n elements. */
+function arrayHeaderBytes(n: number): number {
+  return n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+}
+
+function arrayHeader(n: number): Uint8Array {
+  if (n < 16) return Uint8Array.of(0x90 | n);
+  if (n < 0x10000) return Uint8Array.of(0xdc, n >> 8, n & 0xff);
+  return Uint8Array.of(0xdd, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 }

@@ -6,7 +6,7 @@ import type { Storage } from '../../storage/storage.js';
 import { HostMessageType, type ForwardReply, type ForwardRequest, type WireMessage } from './messages.js';
 import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
 import { RaftStateSize } from './raft-state-size.js';
-import type { ByteStateMachine, Clock, TimerHandle, Transport } from './seams.js';
+import type { ByteStateMachine, Clock, SnapshotWriter, TimerHandle, Transport } from './seams.js';
 
 /** Timing of a peer, in the units the core and its host use. */
 export interface PeerTiming {
@@ -225,6 +225,9 @@ export class PeerHost {
   private refusedSnapshots = 0;
   private busyAnswers = 0;
   private snapshotsTaken = 0;
+  /** A snapshot the state machine is writing a step at a time (beginSnapshot), and the index it is taken at. */
+  private writing: { index: number; writer: SnapshotWriter } | undefined;
+  private readonly stepFn = (): void => this.stepSnapshot();
   private snapshotsInstalled = 0;
   private promotions: PendingPromotion[] = [];
   private reportedConfig: ClusterConfig | undefined;
@@ -498,12 +501,52 @@ export class PeerHost {
   /** Take a snapshot of the state machine now and compact the log up to what it has applied. */
   takeSnapshot(): boolean {
     if (this.stopped || this.applied <= this.core.log.snapshotIndex()) return false;
-    const data = this.sm.snapshot();
-    if (!this.core.compact(this.applied, data)) return false;
+    // This one is complete now; one being written in steps would only be older.
+    this.cancelWriting();
+    return this.compactTo(this.applied, this.sm.snapshot());
+  }
+
+  private compactTo(index: number, data: Uint8Array): boolean {
+    if (!this.core.compact(index, data)) return false;
     this.snapshotsTaken++;
-    this.events.snapshot?.('taken', this.applied, data.length);
+    this.events.snapshot?.('taken', index, data.length);
     this.schedule();
     return true;
+  }
+
+  /**
+   * The snapshot policy's snapshot: written a step at a time between the
+   * peer's other work when the state machine can (beginSnapshot), so that a
+   * large state does not stop the peer (and, on a leader, the group) while
+   * it is encoded; otherwise at once.
+   */
+  private startSnapshot(): void {
+    if (!this.sm.beginSnapshot) {
+      this.takeSnapshot();
+      return;
+    }
+    this.writing = { index: this.applied, writer: this.sm.beginSnapshot() };
+    this.clock.defer(this.stepFn);
+  }
+
+  private stepSnapshot(): void {
+    const w = this.writing;
+    if (!w || this.stopped) return;
+    const data = w.writer.step();
+    if (data === undefined) {
+      this.clock.defer(this.stepFn);
+      return;
+    }
+    this.writing = undefined;
+    // A snapshot installed meanwhile may already cover its index: then it is simply not needed.
+    if (w.index > this.core.log.snapshotIndex()) this.compactTo(w.index, data);
+  }
+
+  private cancelWriting(): void {
+    const w = this.writing;
+    if (!w) return;
+    this.writing = undefined;
+    w.writer.cancel();
   }
 
   /** The state machine captured everything through `index` in `data` (Raft lab's Snapshot()). */
@@ -558,6 +601,7 @@ export class PeerHost {
       r.done(this.outcome(Status.Stopped, why));
     }
     if (this.transfer) this.finishTransfer(this.transfer, this.outcome(Status.Stopped, why));
+    this.cancelWriting();
     this.transport.close();
     this.storage.close();
     this.sm.close?.();
@@ -578,6 +622,8 @@ export class PeerHost {
     const last = this.lastTried;
     if (last && last.index === snap.index && last.term === snap.term && last.bytes === snap.data.length) return last.ok;
     if (!this.sm.check) return true;
+    // Checking replaces the state and puts it back: a snapshot being written from it cannot go on.
+    this.cancelWriting();
     const current = { index: this.applied, term: this.core.log.term(this.applied) ?? this.core.log.snapshotTerm() };
     const refusal = this.sm.check(snap.data, { index: snap.index, term: snap.term }, current);
     const ok = refusal === undefined;
@@ -692,6 +738,7 @@ export class PeerHost {
   }
 
   private restore(snap: Snapshot): void {
+    this.cancelWriting();
     this.sm.restore(snap.data, { index: snap.index, term: snap.term });
     this.applied = snap.index;
     // Proposals whose entries the snapshot swallowed cannot learn their result here.
@@ -760,9 +807,9 @@ export class PeerHost {
       this.reportedConfig = config;
       this.events.configChanged?.(config);
     }
-    if (this.snapshotDue()) {
-      this.takeSnapshot();
-      // Compaction is a Ready of its own: written on the next drain (scheduled by takeSnapshot).
+    if (this.writing === undefined && this.snapshotDue()) {
+      this.startSnapshot();
+      // Compaction is a Ready of its own: written on the next drain (scheduled once the snapshot is taken).
     }
     if (term !== this.reportedTerm || leader !== this.reportedLeader) {
       this.reportedTerm = term;

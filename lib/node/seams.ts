@@ -45,6 +45,17 @@ export interface Transport {
 }
 
 /**
+ * A snapshot being written a step at a time. Its content was fixed when it
+ * began (everything applied by then), whatever is applied between steps.
+ */
+export interface SnapshotWriter {
+  /** Write a little more (a millisecond or two of work): the snapshot's bytes once complete, undefined until then. */
+  step(): Uint8Array | undefined;
+  /** Give the snapshot up (the state was replaced, or the peer stops); the writer is not used again. */
+  cancel(): void;
+}
+
+/**
  * The replicated state machine as the host drives it: commands, results,
  * queries and answers are bytes (lib/api/state-machine.ts adapts a user's
  * state machine of plain values to this). Every method runs on the peer's
@@ -59,6 +70,11 @@ export interface ByteStateMachine {
   apply(command: Uint8Array, meta: EntryMeta, wantResult?: boolean): Uint8Array;
   /** Everything applied so far, as bytes that restore() accepts. */
   snapshot(): Uint8Array;
+  /**
+   * Optional: the same snapshot taken a step at a time (see StateMachine.beginSnapshot).
+   * The host uses it for the snapshots its policy takes.
+   */
+  beginSnapshot?(): SnapshotWriter;
   /** Replace the whole state with a snapshot's (taken through meta.index). */
   restore(data: Uint8Array, meta: EntryMeta): void;
   /** Answer a read without changing anything. */

@@ -1,6 +1,7 @@
 // The key/value state machine (lib/kv): semantics, exactly-once, snapshots, input checks.
 import t from 'tap';
 import { KvStateMachine, MAX_KEY_BYTES, MAX_VALUE_BYTES, isCommand, parseCommand, type KvCommand } from '../../lib/kv/index.js';
+import { SNAPSHOT_STEP_KEYS } from '../../lib/kv/state-machine.js';
 import { seededRng } from '../../lib/raft/prng.js';
 
 let seqs = new Map<number, number>();
@@ -104,4 +105,44 @@ t.test('parseCommand: clear refusals for malformed or oversized requests', async
   t.ok(isCommand(parseCommand({ op: 'get', key: 'k'.repeat(MAX_KEY_BYTES), clientId: 1, seq: 1 })), 'a key at the limit is fine');
   const bigValue = parseCommand({ op: 'put', key: 'k', value: 'v'.repeat(MAX_VALUE_BYTES + 1), clientId: 1, seq: 1 });
   t.match(bigValue, { err: 'ErrTooLarge', detail: /value longer than/ });
+});
+
+t.test('a snapshot written in steps is the snapshot of where it began, byte for byte, whatever is applied between the steps', async (t) => {
+  const rng = seededRng(7);
+  for (const keys of [0, 1, 15, 16, SNAPSHOT_STEP_KEYS - 1, SNAPSHOT_STEP_KEYS, SNAPSHOT_STEP_KEYS + 1, 3 * SNAPSHOT_STEP_KEYS + 5, 70_000]) {
+    const m = new KvStateMachine();
+    for (let i = 0; i < keys; i++) m.apply(cmd(1 + (i % 5), 'put', `k${i}`, 'v'.repeat(i % 40)));
+    const want = m.snapshot();
+    const w = m.beginSnapshot();
+    let got: Uint8Array | undefined;
+    let steps = 0;
+    // Between steps: new values for old keys, appends, new keys, new clients.
+    while ((got = w.step()) === undefined) {
+      steps++;
+      for (let j = 0; j < 50; j++) {
+        const k = `k${Math.floor(rng() * (keys + 100))}`;
+        m.apply(cmd(1 + Math.floor(rng() * 8), rng() < 0.5 ? 'put' : 'append', k, `x${j}`));
+      }
+    }
+    t.equal(steps, Math.floor(keys / SNAPSHOT_STEP_KEYS), `${keys} keys: ${steps + 1} steps`);
+    t.ok(Buffer.from(got).equals(Buffer.from(want)), `${keys} keys: the same bytes as snapshot() when it began`);
+    const r = new KvStateMachine();
+    r.restore(got);
+    t.equal(r.size, keys, 'and it restores the table as it was');
+  }
+});
+
+t.test('a snapshot being written is given up when the table is replaced or another begins', async (t) => {
+  const m = new KvStateMachine();
+  for (let i = 0; i < 3 * SNAPSHOT_STEP_KEYS; i++) m.apply(cmd(1, 'put', `k${i}`, 'v'));
+  const a = m.beginSnapshot();
+  t.equal(a.step(), undefined, 'one step of three');
+  const b = m.beginSnapshot();
+  t.throws(() => a.step(), /given up/, 'a second snapshot gives up the first');
+  t.equal(b.step(), undefined);
+  m.restore(m.snapshot());
+  t.throws(() => b.step(), /given up/, 'a restore gives up the one being written');
+  const c = m.beginSnapshot();
+  c.cancel();
+  t.throws(() => c.step(), /given up/, 'so does cancel()');
 });
