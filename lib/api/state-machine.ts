@@ -58,8 +58,9 @@ export interface StateMachine<Command = unknown, Result = unknown, Query = unkno
    * bytes `snapshot()` would have returned when the snapshot began; `restore`
    * must accept them). Keep a step to a millisecond or two. The engine calls
    * `cancel()` instead when it gives the snapshot up (the state is replaced
-   * by `restore`, or the peer stops); a writer is never used after either.
-   * One writer at a time.
+   * by `restore`, or tried against a leader's snapshot; `snapshot(peer)`
+   * takes a whole one now; the peer stops); a writer is never used after
+   * either. One writer at a time.
    */
   beginSnapshot?(): SnapshotWriter;
   /**

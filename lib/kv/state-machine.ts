@@ -253,8 +253,10 @@ export class KvStateMachine {
   }
 }
 
-/** Keys a snapshot writer encodes per step: about a millisecond of work. */
+/** Keys a snapshot writer encodes per step: about a millisecond of work with values of a hundred bytes. */
 export const SNAPSHOT_STEP_KEYS = 2048;
+/** ...and fewer when the keys and values of a step pass this many characters (a table of large values). */
+const SNAPSHOT_STEP_CHARS = 256 * 1024;
 
 /** What a key held when the snapshot began, for keys changed since: its value, or ABSENT (it had none). */
 const ABSENT = Symbol('absent');
@@ -290,13 +292,17 @@ class TableSnapshotWriter {
   /** The snapshot once every row is written, else undefined. */
   step(): Uint8Array | undefined {
     const chunk: [string, string][] = [];
-    while (chunk.length < SNAPSHOT_STEP_KEYS) {
+    // A step ends at so many rows, so many characters (large values), or so many rows looked at (keys added since are skipped).
+    let chars = 0;
+    for (let looked = 0; chunk.length < SNAPSHOT_STEP_KEYS && chars < SNAPSHOT_STEP_CHARS && looked < 4 * SNAPSHOT_STEP_KEYS; looked++) {
       const next = this.rows.next();
       if (next.done) return this.finish(chunk);
       const [k, v] = next.value;
       const was = this.before.size > 0 ? this.before.get(k) : undefined;
       if (was === ABSENT) continue;
-      chunk.push([k, was === undefined ? v : was]);
+      const value = was === undefined ? v : was;
+      chunk.push([k, value]);
+      chars += k.length + value.length;
     }
     this.add(chunk);
     return undefined;

@@ -227,7 +227,6 @@ export class PeerHost {
   private snapshotsTaken = 0;
   /** A snapshot the state machine is writing a step at a time (beginSnapshot), and the index it is taken at. */
   private writing: { index: number; writer: SnapshotWriter } | undefined;
-  private readonly stepFn = (): void => this.stepSnapshot();
   private snapshotsInstalled = 0;
   private promotions: PendingPromotion[] = [];
   private reportedConfig: ClusterConfig | undefined;
@@ -525,19 +524,22 @@ export class PeerHost {
       this.takeSnapshot();
       return;
     }
-    this.writing = { index: this.applied, writer: this.sm.beginSnapshot() };
-    this.clock.defer(this.stepFn);
+    const w = { index: this.applied, writer: this.sm.beginSnapshot() };
+    this.writing = w;
+    this.clock.defer(() => this.stepSnapshot(w));
   }
 
-  private stepSnapshot(): void {
-    const w = this.writing;
-    if (!w || this.stopped) return;
+  /** One step of writer `w`, if it is still the one being written (a step queued for a cancelled writer does nothing). */
+  private stepSnapshot(w: { index: number; writer: SnapshotWriter }): void {
+    if (this.writing !== w || this.stopped) return;
+    // Not ours while it runs: a step that throws leaves no writer behind to block the policy.
+    this.writing = undefined;
     const data = w.writer.step();
     if (data === undefined) {
-      this.clock.defer(this.stepFn);
+      this.writing = w;
+      this.clock.defer(() => this.stepSnapshot(w));
       return;
     }
-    this.writing = undefined;
     // A snapshot installed meanwhile may already cover its index: then it is simply not needed.
     if (w.index > this.core.log.snapshotIndex()) this.compactTo(w.index, data);
   }
@@ -546,7 +548,11 @@ export class PeerHost {
     const w = this.writing;
     if (!w) return;
     this.writing = undefined;
-    w.writer.cancel();
+    try {
+      w.writer.cancel();
+    } catch {
+      // The writer is given up either way; a cancel that fails must not stop a restore or the peer's stop.
+    }
   }
 
   /** The state machine captured everything through `index` in `data` (Raft lab's Snapshot()). */

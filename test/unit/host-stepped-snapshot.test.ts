@@ -16,7 +16,7 @@ function follower() {
   const deferred: (() => void)[] = [];
   const clock: Clock = { now: () => 0, setTimer: () => ({}), clearTimer: () => {}, defer: (fn) => void deferred.push(fn) };
   const transport: Transport = { send: () => {}, flush: () => {}, close: () => {}, reachable: () => true };
-  const log = { begun: [] as number[], steps: 0, cancelled: 0, stepsAtCancel: -1, whole: 0 };
+  const log = { begun: [] as number[], steps: 0, cancelled: 0, stepsAtCancel: -1, whole: 0, cancelledWhenChecked: -1 };
   let total = 0;
   const encode = (n: number) => new TextEncoder().encode(String(n));
   const stateMachine: ByteStateMachine = {
@@ -40,6 +40,11 @@ function follower() {
     },
     restore: (data) => {
       total = Number(new TextDecoder().decode(data));
+    },
+    // Trying a leader's snapshot replaces the state for a moment: a writer must be given up before.
+    check: () => {
+      log.cancelledWhenChecked = log.cancelled;
+      return undefined;
     },
   };
   const storage = new MemoryStorage();
@@ -96,6 +101,7 @@ t.test("a snapshot installed from the leader cancels the one being written, whos
   f.host.receive({ type: MessageType.Snapshot, from: 0, to: 1, term: 1, snapshot: { index: 100, term: 1, data: new TextEncoder().encode('100') } });
   for (let k = 0; k < 10 && f.deferred.length > 0; k++) f.turn();
   t.equal(f.log.cancelled, 1, 'the writer was cancelled when the snapshot was installed');
+  t.equal(f.log.cancelledWhenChecked, 1, 'before the state machine was asked to try it');
   t.ok(f.log.steps < STEPS, `before it was complete (${f.log.steps} of ${STEPS} steps)`);
   t.equal(f.log.steps, f.log.stepsAtCancel, 'and never stepped again');
   t.equal(f.host.status().snapshotIndex, 100, "the leader's snapshot is the peer's");

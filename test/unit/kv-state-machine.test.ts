@@ -123,6 +123,8 @@ t.test('a snapshot written in steps is the snapshot of where it began, byte for 
         const k = `k${Math.floor(rng() * (keys + 100))}`;
         m.apply(cmd(1 + Math.floor(rng() * 8), rng() < 0.5 ? 'put' : 'append', k, `x${j}`));
       }
+      // A shard's rows arriving (the sharded service merges them into the table).
+      m.merge([[`k${Math.floor(rng() * (keys + 100))}`, 'merged']], []);
     }
     t.equal(steps, Math.floor(keys / SNAPSHOT_STEP_KEYS), `${keys} keys: ${steps + 1} steps`);
     t.ok(Buffer.from(got).equals(Buffer.from(want)), `${keys} keys: the same bytes as snapshot() when it began`);
@@ -145,4 +147,19 @@ t.test('a snapshot being written is given up when the table is replaced or anoth
   const c = m.beginSnapshot();
   c.cancel();
   t.throws(() => c.step(), /given up/, 'so does cancel()');
+  const d = m.beginSnapshot();
+  m.clear();
+  t.throws(() => d.step(), /given up/, 'and clear()');
+});
+
+t.test('a step of a table of large values stops at about 256 K characters, not 2,048 rows', async (t) => {
+  const m = new KvStateMachine();
+  for (let i = 0; i < 100; i++) m.apply(cmd(1, 'put', `k${i}`, 'v'.repeat(64 * 1024)));
+  const want = m.snapshot();
+  const w = m.beginSnapshot();
+  let got: Uint8Array | undefined;
+  let steps = 0;
+  while ((got = w.step()) === undefined) steps++;
+  t.equal(steps, 25, '100 values of 64 K characters take 25 steps of 4 (and a last one that finds the end)');
+  t.ok(Buffer.from(got).equals(Buffer.from(want)), 'the same bytes');
 });
