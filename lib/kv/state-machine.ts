@@ -215,7 +215,7 @@ export class KvStateMachine {
    * not change what it holds (see TableSnapshotWriter).
    */
   beginSnapshot(): { step(): Uint8Array | undefined; cancel(): void } {
-    this.stopWriting();
+    // A writer already under way is given up: its step() now throws.
     const w = new TableSnapshotWriter(this.data, this.sessionRows());
     this.writing = w;
     return {
@@ -312,22 +312,19 @@ class TableSnapshotWriter {
   private add(chunk: [string, string][]): void {
     if (chunk.length === 0) return;
     const packed = packr.pack(chunk);
-    this.parts.push(packed.subarray(arrayHeaderBytes(chunk.length)));
+    this.parts.push(packed.subarray(arrayHeader(chunk.length).length));
     this.count += chunk.length;
   }
 
   private finish(chunk: [string, string][]): Uint8Array {
     this.add(chunk);
-    const head = packr.pack([SNAPSHOT_VERSION]);
-    // [version] packs as a one-element array: the snapshot's own header says three.
-    const top = Uint8Array.of(0x93, ...head.subarray(1));
-    const rowsHead = arrayHeader(this.count);
-    const tail = packr.pack(this.sessions);
-    let size = top.length + rowsHead.length + tail.length;
-    for (const p of this.parts) size += p.length;
+    // [version, rows, sessions]: three elements, the rows' own header now that their count is known.
+    const pieces = [arrayHeader(3), packr.pack(SNAPSHOT_VERSION), arrayHeader(this.count), ...this.parts, packr.pack(this.sessions)];
+    let size = 0;
+    for (const p of pieces) size += p.length;
     const out = new Uint8Array(size);
     let at = 0;
-    for (const p of [top, rowsHead, ...this.parts, tail]) {
+    for (const p of pieces) {
       out.set(p, at);
       at += p.length;
     }
@@ -335,11 +332,7 @@ class TableSnapshotWriter {
   }
 }
 
-/** Bytes of a msgpack array header for n elements. */
-function arrayHeaderBytes(n: number): number {
-  return n < 16 ? 1 : n < 0x10000 ? 3 : 5;
-}
-
+/** The msgpack header of an array of n elements. */
 function arrayHeader(n: number): Uint8Array {
   if (n < 16) return Uint8Array.of(0x90 | n);
   if (n < 0x10000) return Uint8Array.of(0xdc, n >> 8, n & 0xff);

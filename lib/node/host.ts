@@ -8,6 +8,12 @@ import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
 import { RaftStateSize } from './raft-state-size.js';
 import type { ByteStateMachine, Clock, SnapshotWriter, TimerHandle, Transport } from './seams.js';
 
+/** A snapshot being written a step at a time, and the index it is taken at. */
+interface Writing {
+  index: number;
+  writer: SnapshotWriter;
+}
+
 /** Timing of a peer, in the units the core and its host use. */
 export interface PeerTiming {
   /** Milliseconds between two core ticks. */
@@ -226,7 +232,7 @@ export class PeerHost {
   private busyAnswers = 0;
   private snapshotsTaken = 0;
   /** A snapshot the state machine is writing a step at a time (beginSnapshot), and the index it is taken at. */
-  private writing: { index: number; writer: SnapshotWriter } | undefined;
+  private writing: Writing | undefined;
   private snapshotsInstalled = 0;
   private promotions: PendingPromotion[] = [];
   private reportedConfig: ClusterConfig | undefined;
@@ -530,7 +536,7 @@ export class PeerHost {
   }
 
   /** One step of writer `w`, if it is still the one being written (a step queued for a cancelled writer does nothing). */
-  private stepSnapshot(w: { index: number; writer: SnapshotWriter }): void {
+  private stepSnapshot(w: Writing): void {
     if (this.writing !== w || this.stopped) return;
     // Not ours while it runs: a step that throws leaves no writer behind to block the policy.
     this.writing = undefined;
