@@ -43,3 +43,38 @@ t.test('a frozen array that holds an object is not cached (the object could chan
   inner.v = 2;
   t.same(decodeValue(b.apply(encodeValue(1), meta(2), true)), [{ v: 2 }]);
 });
+
+t.test('values decoded from views into one buffer: each exactly its own bytes, with no DataView left on the view', async (t) => {
+  const values: unknown[] = [1, 'a string', { k: [1, 2, 3] }, null, 2 ** 40, new Uint8Array([7, 8]), -3.5, ['OK', '']];
+  const parts = values.map(encodeValue);
+  const buf = new Uint8Array(parts.reduce((n, p) => n + p.length, 0) + 4);
+  let at = 2; // nothing starts at offset 0: every part is a view into the middle
+  const views: Uint8Array[] = [];
+  for (const p of parts) {
+    buf.set(p, at);
+    views.push(buf.subarray(at, at + p.length));
+    at += p.length;
+  }
+  for (let k = 0; k < values.length; k++) {
+    t.same(decodeValue(views[k]!), values[k], `value ${k}`);
+    t.notOk(Object.prototype.hasOwnProperty.call(views[k], 'dataView'), `view ${k} keeps nothing of the decoder`);
+  }
+  // Decoded in another order, across two buffers in turn: the cache follows the buffer.
+  const other = encodeValue('elsewhere');
+  const otherBuf = new Uint8Array(other.length + 3);
+  otherBuf.set(other, 3);
+  t.same(decodeValue(views[2]!), values[2]);
+  t.same(decodeValue(otherBuf.subarray(3)), 'elsewhere');
+  t.same(decodeValue(views[1]!), values[1]);
+  // A view cut short reads nothing of the bytes after it: it fails as a short buffer does.
+  const str = encodeValue('abc'); // 0xa3 then three bytes
+  const host = new Uint8Array(16).fill(0x61);
+  host.set(str, 4);
+  t.throws(() => decodeValue(host.subarray(4, 4 + str.length - 1)), 'a string cut short fails');
+  t.throws(() => decodeValue(str.subarray(0, str.length - 1)), 'and so does the same bytes alone');
+  const u16 = encodeValue(300); // 0xcd then two bytes
+  host.set(u16, 8);
+  t.throws(() => decodeValue(host.subarray(8, 10)), 'a number cut short fails');
+  t.throws(() => decodeValue(host.subarray(4, 4 + str.length + 1)), 'bytes left over after the value fail');
+  t.same(decodeValue(host.subarray(8, 11)), 300);
+});
