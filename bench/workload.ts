@@ -105,8 +105,10 @@ export async function closedLoop(opts: LoopOptions, put: (client: number, key: s
     }
   });
   let timer: NodeJS.Timeout | undefined;
+  let wake: (() => void) | undefined;
   try {
-    if (!abort?.aborted) await Promise.race([sleep(opts.seconds * 1000), new Promise((r) => abort?.addEventListener('abort', r, { once: true }))]);
+    // The wake-up listener goes when the row ends, aborted or not (one per row would pile up on a long run's signal).
+    if (!abort?.aborted) await Promise.race([sleep(opts.seconds * 1000), new Promise<void>((r) => abort?.addEventListener('abort', (wake = () => r()), { once: true }))]);
     stop = true;
     const drainMs = opts.drainMs ?? 30_000;
     const drained = await Promise.race([Promise.all(loops).then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), drainMs)))]);
@@ -115,6 +117,7 @@ export async function closedLoop(opts: LoopOptions, put: (client: number, key: s
     clearTimeout(timer);
     clearInterval(progress);
     abort?.removeEventListener('abort', onAbort);
+    if (wake) abort?.removeEventListener('abort', wake);
   }
   const seconds = (performance.now() - started) / 1000;
   return {
