@@ -192,7 +192,8 @@ export function encodePayload(v: unknown): Uint8Array {
 // that carried it, held in the log until compaction) would get a DataView
 // and a property store of its own: about 200 bytes per entry on every peer,
 // surviving young-generation collections. Views of one buffer are decoded
-// through one array over that buffer instead, a DataView per buffer.
+// through one array over that buffer instead, a DataView per buffer (the
+// last buffer decoded stays referenced until a view of another comes).
 let lastBuffer: ArrayBufferLike | undefined;
 let whole: Uint8Array = new Uint8Array(0);
 // One range for every call: msgpackr reads start and end when a decode begins.

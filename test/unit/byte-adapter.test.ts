@@ -71,7 +71,7 @@ t.test('values decoded from views into one buffer: each exactly its own bytes, w
   const host = new Uint8Array(16).fill(0x61);
   host.set(str, 4);
   t.throws(() => decodeValue(host.subarray(4, 4 + str.length - 1)), 'a string cut short fails');
-  t.throws(() => decodeValue(str.subarray(0, str.length - 1)), 'and so does the same bytes alone');
+  t.throws(() => decodeValue(str.slice(0, str.length - 1)), 'and so do the same bytes alone (a buffer of their own)');
   const u16 = encodeValue(300); // 0xcd then two bytes
   host.set(u16, 8);
   t.throws(() => decodeValue(host.subarray(8, 10)), 'a number cut short fails');
