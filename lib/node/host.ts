@@ -233,6 +233,8 @@ export class PeerHost {
   private snapshotsTaken = 0;
   /** A snapshot the state machine is writing a step at a time (beginSnapshot), and the index it is taken at. */
   private writing: Writing | undefined;
+  /** Planted bugs (the simulator's), the host's own among them. */
+  private readonly bugs: PlantedBugs | undefined;
   private snapshotsInstalled = 0;
   private promotions: PendingPromotion[] = [];
   private reportedConfig: ClusterConfig | undefined;
@@ -280,6 +282,7 @@ export class PeerHost {
     this.maxPending = opts.maxPending ?? DEFAULT_MAX_PENDING;
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     const initial = this.storage.load();
+    this.bugs = opts.bugs;
     this.core = new RaftCore({
       id: opts.id,
       peers: opts.peers,
@@ -546,8 +549,9 @@ export class PeerHost {
       this.clock.defer(() => this.stepSnapshot(w));
       return;
     }
+    const index = this.bugs?.snapshotAtFinish ? this.applied : w.index;
     // A snapshot installed meanwhile may already cover its index: then it is simply not needed.
-    if (w.index > this.core.log.snapshotIndex()) this.compactTo(w.index, data);
+    if (index > this.core.log.snapshotIndex()) this.compactTo(index, data);
   }
 
   private cancelWriting(): void {

@@ -125,6 +125,8 @@ export interface PlantedBugs {
   transferWithoutCatchUp?: boolean;
   /** Hold a lease for ever once a majority answered a round: lease reads with no clock bound. */
   leaseWithoutExpiry?: boolean;
+  /** The peer host's: store a snapshot written in steps at the index applied when it finished, not where it began. */
+  snapshotAtFinish?: boolean;
 }
 
 export interface CoreStatus {

@@ -11,7 +11,7 @@ import type { PlantedBugs } from '../raft/core.js';
 import { runBatch, type BatchResult, type BatchTask } from './batch.js';
 import { simulate, type SimResult } from './simulator.js';
 
-const BUGS = ['voteWithoutLogCheck', 'commitPreviousTerm', 'keepConflictingSuffix', 'forgetVote', 'everythingEarly', 'readWithoutRound', 'transferWithoutCatchUp', 'leaseWithoutExpiry', 'concurrentConfigChanges'] as const;
+const BUGS = ['voteWithoutLogCheck', 'commitPreviousTerm', 'keepConflictingSuffix', 'forgetVote', 'everythingEarly', 'readWithoutRound', 'transferWithoutCatchUp', 'leaseWithoutExpiry', 'concurrentConfigChanges', 'snapshotAtFinish'] as const;
 
 class UsageError extends Error {}
 
@@ -86,7 +86,7 @@ async function runMany(a: Args): Promise<number> {
   for (let s = a.from; s < a.from + total; s += chunk) {
     tasks.push({ from: s, count: Math.min(chunk, a.from + total - s), peers: a.peers, faultMs: a.faultMs, bugs: bugs(a) });
   }
-  const sum: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, crashes: 0, reads: 0, transfers: 0, configChanges: 0, failures: [] };
+  const sum: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, steppedSnapshots: 0, cancelledWriters: 0, crashes: 0, reads: 0, transfers: 0, configChanges: 0, failures: [] };
   const t0 = Date.now();
   const progress = setInterval(() => {
     const secs = (Date.now() - t0) / 1000;
@@ -98,6 +98,8 @@ async function runMany(a: Args): Promise<number> {
     sum.events += r.events;
     sum.committed += r.committed;
     sum.installs += r.installs;
+    sum.steppedSnapshots += r.steppedSnapshots;
+    sum.cancelledWriters += r.cancelledWriters;
     sum.crashes += r.crashes;
     sum.reads += r.reads;
     sum.transfers += r.transfers;
@@ -120,7 +122,7 @@ async function runMany(a: Args): Promise<number> {
     `${sum.seeds} seeds (${a.from}..${a.from + total - 1}${a.bug ? `, planted bug ${a.bug}` : ''}): ${sum.failures.length} violations; ` +
       `${sum.events} events, ${(sum.simulatedMs / 1000).toFixed(0)} simulated s in ${secs.toFixed(1)} s wall ` +
       `= ${(sum.simulatedMs / 1000 / secs).toFixed(0)} simulated s per wall s (${a.jobs} jobs); ` +
-      `${sum.committed} commits, ${sum.reads} checked reads, ${sum.transfers} leadership transfers, ${sum.configChanges} membership changes, ${sum.crashes} crashes, ${sum.installs} snapshot installs`,
+      `${sum.committed} commits, ${sum.reads} checked reads, ${sum.transfers} leadership transfers, ${sum.configChanges} membership changes, ${sum.crashes} crashes, ${sum.installs} snapshot installs, ${sum.steppedSnapshots} snapshots written in steps (${sum.cancelledWriters} writers cancelled)`,
   );
   return sum.failures.length;
 }
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
     if (!r.ok) printFailure(r, a);
     else {
       if (a.trace) for (const line of r.trace) console.log(`    ${line}`);
-      console.log(`seed ${r.seed} (${r.peers} peers): ok; ${r.events} events, ${r.simulatedMs} simulated ms in ${Date.now() - t0} ms, ${r.committed} commits, ${r.reads} checked reads, ${r.transfers} transfers, ${r.configChanges} membership changes, ${r.crashes} crashes, ${r.installs} snapshot installs`);
+      console.log(`seed ${r.seed} (${r.peers} peers): ok; ${r.events} events, ${r.simulatedMs} simulated ms in ${Date.now() - t0} ms, ${r.committed} commits, ${r.reads} checked reads, ${r.transfers} transfers, ${r.configChanges} membership changes, ${r.crashes} crashes, ${r.installs} snapshot installs, ${r.steppedSnapshots} snapshots written in steps (${r.cancelledWriters} writers cancelled)`);
     }
     process.exitCode = r.ok ? 0 : 1;
     return;

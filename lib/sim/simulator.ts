@@ -6,7 +6,7 @@ import type { ConfigChange } from '../raft/config.js';
 import { PeerHost, type ReadConsistency } from '../node/host.js';
 import { HostMessageType, type WireMessage } from '../node/messages.js';
 import { Status, type Outcome } from '../node/outcome.js';
-import type { ByteStateMachine, Clock, EntryMeta, TimerHandle, Transport } from '../node/seams.js';
+import type { ByteStateMachine, Clock, EntryMeta, SnapshotWriter, TimerHandle, Transport } from '../node/seams.js';
 import { EventHeap } from './heap.js';
 
 /**
@@ -62,6 +62,9 @@ export interface SimResult {
   committed: number;
   /** Snapshots installed from a leader (InstallSnapshot). */
   installs: number;
+  /** Snapshots written a step at a time that finished, and writers the host cancelled (a restore, a stop, a whole snapshot asked for). */
+  steppedSnapshots: number;
+  cancelledWriters: number;
   crashes: number;
   /** Reads answered (linearizable or lease), each checked. */
   reads: number;
@@ -103,6 +106,12 @@ interface SimPeer {
   diskTerm: number;
   snapshotThreshold: number;
   snapshotRatio: number;
+  /**
+   * 0: the service's snapshots are taken whole; otherwise they are written a
+   * step at a time (beginSnapshot), each in 1 to this many steps that the
+   * host runs between its other work.
+   */
+  snapshotSteps: number;
   /** Terms in which this peer, as leader, already persisted a proposal / committed. */
   firstProposalTerm: number;
   firstCommitTerm: number;
@@ -201,7 +210,9 @@ class ChainMachine implements ByteStateMachine {
   constructor(
     private readonly sim: Simulation,
     private readonly p: SimPeer,
-  ) {}
+  ) {
+    if (p.snapshotSteps > 0) this.beginSnapshot = () => this.writer();
+  }
 
   private state(): Uint8Array {
     return words(this.pos, this.real, this.hash);
@@ -234,6 +245,34 @@ class ChainMachine implements ByteStateMachine {
 
   query(): Uint8Array {
     return this.state();
+  }
+
+  /** Only with snapshotSteps (set in the constructor): the host then writes this peer's snapshots a step at a time. */
+  beginSnapshot?: () => SnapshotWriter;
+
+  /**
+   * A writer of the state as it is now, finished after 1 to snapshotSteps
+   * steps. The host must step it only while it is the one being written:
+   * never after its cancel() or after the step that finished it.
+   */
+  private writer(): SnapshotWriter {
+    const data = words(this.real, this.hash);
+    let left = 1 + (this.pos % this.p.snapshotSteps);
+    let over: string | undefined;
+    return {
+      step: () => {
+        if (over) this.sim.fail(`peer ${this.p.id}: a snapshot writer was stepped after it was ${over}`);
+        if (--left > 0) return undefined;
+        over = 'finished';
+        this.sim.steppedSnapshots++;
+        return data;
+      },
+      cancel: () => {
+        if (over) return;
+        over = 'cancelled';
+        this.sim.cancelledWriters++;
+      },
+    };
   }
 }
 
@@ -286,6 +325,8 @@ export class Simulation {
   private ackedIndex = 0;
   private nextCmd = 1;
   private installs = 0;
+  steppedSnapshots = 0;
+  cancelledWriters = 0;
   private crashes = 0;
   private reads = 0;
   private transfers = 0;
@@ -335,6 +376,9 @@ export class Simulation {
         snapshotThreshold: 37 + 8 * randInt(this.rng, 4, 30),
         // 0: the threshold alone (the lab's rule); otherwise the log must also outgrow the snapshot.
         snapshotRatio: randInt(this.rng, 0, 2),
+        // Half the peers write their snapshots in steps (beginSnapshot), the other half whole; up to
+        // 150 steps, a few hundred simulated ms, in which crashes, elections and installs happen.
+        snapshotSteps: this.rng() < 0.5 ? 0 : randInt(this.rng, 1, 150),
         firstProposalTerm: 0,
         firstCommitTerm: 0,
         crashAfter: undefined,
@@ -854,6 +898,8 @@ export class Simulation {
       events: this.events,
       committed: this.maxApplied,
       installs: this.installs,
+      steppedSnapshots: this.steppedSnapshots,
+      cancelledWriters: this.cancelledWriters,
       crashes: this.crashes,
       reads: this.reads,
       transfers: this.transfers,

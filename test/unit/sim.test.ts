@@ -17,6 +17,8 @@ t.test(`the simulator finds no violation in ${CI_SEEDS} seeds`, async (t) => {
   t.ok(r.committed > CI_SEEDS * 10, `commands were committed (${r.committed})`);
   t.ok(r.crashes > CI_SEEDS, `peers crashed and restarted (${r.crashes})`);
   t.ok(r.installs > 0, `lagging peers caught up by InstallSnapshot (${r.installs})`);
+  t.ok(r.steppedSnapshots > CI_SEEDS, `snapshots were written a step at a time (${r.steppedSnapshots})`);
+  t.comment(`writers cancelled part-way: ${r.cancelledWriters}`);
   t.ok(r.reads > CI_SEEDS, `linearizable and lease reads were answered and checked (${r.reads})`);
   t.ok(r.transfers > 0, `leadership transfers completed (${r.transfers})`);
   t.ok(r.configChanges > CI_SEEDS / 2, `membership changes committed (${r.configChanges})`);
@@ -51,6 +53,7 @@ const planted: [string, PlantedBugs, RegExp, boolean[]?, RegExp?][] = [
   // Leases rest on pre-vote (without it every lease read is a ReadIndex read).
   ['a lease that never expires', { leaseWithoutExpiry: true }, /linearizable read/, [true]],
   ['two single-server membership changes in flight at once', { concurrentConfigChanges: true }, /election safety|leader completeness|state machine safety|log matching|linearizable read/, undefined, /liveness/],
+  ['a snapshot written in steps stored at the index applied when it finished', { snapshotAtFinish: true }, /state machine safety/],
 ];
 
 // Each bug is hunted under both election modes: plain Figure 2 and pre-vote.
