@@ -131,6 +131,16 @@ export interface HostStatus extends CoreStatus {
 export const DEFAULT_MAX_COMMAND_BYTES = 4 << 20;
 export const DEFAULT_MAX_PENDING = 8192;
 export const DEFAULT_MAX_PENDING_BYTES = 64 << 20;
+/**
+ * A random start in [1, 2^52] drawn from `seed` (with a salt: the core's
+ * generator uses the seed as it is): 2^52 numbers above it stay within
+ * the safe integers a message's ctx may hold.
+ */
+function firstCtx(seed: number): number {
+  const rng = seededRng((seed ^ 0x2f6b3c1d) >>> 0);
+  return 1 + Math.floor(rng() * 2 ** 26) * 2 ** 26 + Math.floor(rng() * 2 ** 26);
+}
+
 /** Committed entries one drain applies before it lets the event loop run (the core gives at most 4096 per Ready). */
 const MAX_APPLIED_PER_TURN = 4096;
 /** Extra time a forwarding follower gives the leader's own answer (which carries the leader's timeout) to arrive. */
@@ -258,7 +268,15 @@ export class PeerHost {
   /** Placed reads whose index the state machine has not reached yet. */
   private waitingReads: number[] = [];
   private readonly forwards = new Map<number, PendingForward>();
-  private nextCtx = 1;
+  /**
+   * The number of this peer's next read or forwarded proposal, the key its
+   * answer comes back under. It starts at a random point of this
+   * incarnation's own (from its seed: a restart has another), not at 1: a
+   * restarted peer numbering from 1 again took a late answer to its
+   * predecessor's read 2 (an older read index) or forwarded proposal 2 (an
+   * outcome of another command) for the answer to its own.
+   */
+  private nextCtx: number;
   private transfer: PendingTransfer | undefined;
   private reportedTerm = -1;
   private reportedLeader = -2;
@@ -283,6 +301,7 @@ export class PeerHost {
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     const initial = this.storage.load();
     this.bugs = opts.bugs;
+    this.nextCtx = firstCtx(opts.seed);
     this.core = new RaftCore({
       id: opts.id,
       peers: opts.peers,
