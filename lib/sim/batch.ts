@@ -24,22 +24,28 @@ export interface BatchResult {
   failures: SimResult[];
 }
 
+/** The figures a batch adds up, seed by seed and batch by batch. */
+const COUNTED = ['simulatedMs', 'events', 'committed', 'installs', 'steppedSnapshots', 'cancelledWriters', 'crashes', 'reads', 'transfers', 'configChanges'] as const;
+type Counted = Pick<BatchResult, (typeof COUNTED)[number]>;
+
+export function emptyBatch(): BatchResult {
+  const out = { seeds: 0, failures: [] } as unknown as BatchResult;
+  for (const k of COUNTED) out[k] = 0;
+  return out;
+}
+
+/** Add `r`'s figures into `into` (a seed's result or another batch's). */
+export function addCounts(into: BatchResult, r: Counted): void {
+  for (const k of COUNTED) into[k] += r[k];
+}
+
 /** Run seeds [from, from+count) and keep only what a report needs. */
 export function runBatch(task: BatchTask): BatchResult {
-  const out: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, steppedSnapshots: 0, cancelledWriters: 0, crashes: 0, reads: 0, transfers: 0, configChanges: 0, failures: [] };
+  const out = emptyBatch();
   for (let seed = task.from; seed < task.from + task.count; seed++) {
     const r = simulate({ seed, peers: task.peers, faultMs: task.faultMs, bugs: task.bugs });
     out.seeds++;
-    out.simulatedMs += r.simulatedMs;
-    out.events += r.events;
-    out.committed += r.committed;
-    out.installs += r.installs;
-    out.steppedSnapshots += r.steppedSnapshots;
-    out.cancelledWriters += r.cancelledWriters;
-    out.crashes += r.crashes;
-    out.reads += r.reads;
-    out.transfers += r.transfers;
-    out.configChanges += r.configChanges;
+    addCounts(out, r);
     if (!r.ok) out.failures.push(r);
   }
   return out;

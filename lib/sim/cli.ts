@@ -8,7 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { PlantedBugs } from '../raft/core.js';
-import { runBatch, type BatchResult, type BatchTask } from './batch.js';
+import { addCounts, emptyBatch, runBatch, type BatchResult, type BatchTask } from './batch.js';
 import { simulate, type SimResult } from './simulator.js';
 
 const BUGS = ['voteWithoutLogCheck', 'commitPreviousTerm', 'keepConflictingSuffix', 'forgetVote', 'everythingEarly', 'readWithoutRound', 'transferWithoutCatchUp', 'leaseWithoutExpiry', 'concurrentConfigChanges', 'snapshotAtFinish'] as const;
@@ -86,7 +86,7 @@ async function runMany(a: Args): Promise<number> {
   for (let s = a.from; s < a.from + total; s += chunk) {
     tasks.push({ from: s, count: Math.min(chunk, a.from + total - s), peers: a.peers, faultMs: a.faultMs, bugs: bugs(a) });
   }
-  const sum: BatchResult = { seeds: 0, simulatedMs: 0, events: 0, committed: 0, installs: 0, steppedSnapshots: 0, cancelledWriters: 0, crashes: 0, reads: 0, transfers: 0, configChanges: 0, failures: [] };
+  const sum = emptyBatch();
   const t0 = Date.now();
   const progress = setInterval(() => {
     const secs = (Date.now() - t0) / 1000;
@@ -94,16 +94,7 @@ async function runMany(a: Args): Promise<number> {
   }, 5000);
   const add = (r: BatchResult) => {
     sum.seeds += r.seeds;
-    sum.simulatedMs += r.simulatedMs;
-    sum.events += r.events;
-    sum.committed += r.committed;
-    sum.installs += r.installs;
-    sum.steppedSnapshots += r.steppedSnapshots;
-    sum.cancelledWriters += r.cancelledWriters;
-    sum.crashes += r.crashes;
-    sum.reads += r.reads;
-    sum.transfers += r.transfers;
-    sum.configChanges += r.configChanges;
+    addCounts(sum, r);
     sum.failures.push(...r.failures);
   };
   if (a.jobs === 1) {
