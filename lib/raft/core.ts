@@ -233,6 +233,8 @@ export class RaftCore {
   /** This campaign skipped pre-vote (a transfer's): nothing is known of who is up. */
   private forcedCampaign = false;
   private progress = new Map<PeerId, Progress>();
+  /** Reused by the quorum computations (commit index, read rounds) instead of an array per acknowledgement. */
+  private readonly quorumScratch: number[] = [];
   private needBroadcast = false;
   private msgs: Message[] = [];
   private persistedHard: HardState;
@@ -1074,7 +1076,10 @@ export class RaftCore {
   /** 5.4.2: only entries of the current term are committed by counting replicas. */
   private maybeCommit(): void {
     // A majority of the voters of the configuration in force; this leader counts only if it is one.
-    const n = committedIndex(this.cfg.voters.map((p) => this.progress.get(p)?.match ?? 0));
+    const voters = this.cfg.voters;
+    const matches = this.quorumScratch;
+    for (let k = 0; k < voters.length; k++) matches[k] = this.progress.get(voters[k]!)?.match ?? 0;
+    const n = committedIndex(matches, voters.length);
     invariant(n <= this.log.lastIndex(), `a majority matches ${n}, beyond the last index ${this.log.lastIndex()}`);
     if (n > this.log.commitIndex && (this.log.term(n) === this.term || this.bugs.commitPreviousTerm)) {
       this.log.commitIndex = n;
@@ -1152,7 +1157,13 @@ export class RaftCore {
 
   /** The newest round a majority (this leader included) has echoed. */
   private quorumSeq(): number {
-    return committedIndex(this.cfg.voters.map((p) => (p === this.id ? this.seq : (this.progress.get(p)?.ackedSeq ?? 0))));
+    const voters = this.cfg.voters;
+    const seqs = this.quorumScratch;
+    for (let k = 0; k < voters.length; k++) {
+      const p = voters[k]!;
+      seqs[k] = p === this.id ? this.seq : (this.progress.get(p)?.ackedSeq ?? 0);
+    }
+    return committedIndex(seqs, voters.length);
   }
 
   private releaseReads(): void {
