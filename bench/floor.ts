@@ -23,7 +23,7 @@
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 
 export interface Floor {
   /** Mean one-way message time between two waiting worker threads, µs. */
@@ -114,4 +114,137 @@ export async function measureFloor(dir: string, rows: number, ms = 1500): Promis
   const hop = await hopUs(2000);
   const commit = await commitMs(dir, rows, ms);
   return { hopUs: Number(hop.toFixed(1)), commitMs: Number(commit.toFixed(3)), putMs: Number((4 * (hop / 1000) + commit).toFixed(3)) };
+}
+
+/**
+ * The same bound composed instead of added up: a skeleton of the design,
+ * run as a closed loop. C clients on the main thread; each turn's requests
+ * (100 bytes each) go to a leader thread in one message; the leader posts
+ * them to two follower threads, then commits them to its own SQLite file;
+ * each follower commits them to its own and answers; once the leader's
+ * commit and one follower's answer are in (2 of 3), the leader answers the
+ * turn's clients in one message, and each client sends its next request.
+ * Durable commits (WAL, synchronous = FULL) on the benchmark's file system.
+ * Nothing else: no encoding, no Raft, no state machine. Unlike the sum
+ * above it pays what the pieces cost together: four threads waking one
+ * another on this machine's cores while three of them commit.
+ */
+const SKELETON = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.sqlite);
+const db = new Database(workerData.file);
+db.pragma('journal_mode = WAL');
+db.pragma('synchronous = FULL');
+db.exec('CREATE TABLE t (i INTEGER PRIMARY KEY, d BLOB NOT NULL)');
+const ins = db.prepare('INSERT INTO t (i, d) VALUES (?, ?)');
+let row = 0;
+const write = db.transaction((batch) => { for (let k = 0; k + 104 <= batch.length; k += 104) ins.run(++row, batch.subarray(k + 4, k + 104)); });
+const { role, up, followers } = workerData;
+if (role === 'follower') {
+  up.on('message', (m) => { write(m.batch); up.postMessage(m.seq); });
+} else {
+  // seq -> { ids, own, acks }: a batch is answered once its own commit and one follower's are in.
+  const open = new Map();
+  let seq = 0;
+  const answer = (s, b) => { open.delete(s); up.postMessage(b.batch, [b.batch.buffer]); };
+  for (const f of followers) f.on('message', (s) => { const b = open.get(s); if (!b) return; b.acks++; if (b.own) answer(s, b); });
+  up.on('message', (batch) => {
+    const s = ++seq;
+    const b = { batch, own: false, acks: 0 };
+    open.set(s, b);
+    for (const f of followers) f.postMessage({ seq: s, batch });
+    write(batch);
+    b.own = true;
+    if (b.acks > 0) answer(s, b);
+  });
+}
+`;
+
+export interface RoundFloor {
+  /** Puts a second of the skeleton's closed loop. */
+  putsPerSecond: number;
+  /** Mean time of a round (a Put's latency), ms. */
+  meanMs: number;
+}
+
+/** Run the skeleton with `clients` closed-loop clients for `ms` (after `warmMs` not measured). */
+export async function measureRoundFloor(dir: string, clients: number, ms = 3000, warmMs = 1000): Promise<RoundFloor> {
+  const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
+  const work = mkdtempSync(join(dir, 'skeleton-'));
+  const toLeader = new MessageChannel();
+  const toF1 = new MessageChannel();
+  const toF2 = new MessageChannel();
+  const spawn = (name: string, data: object, transfer: MessagePort[]) =>
+    new Worker(SKELETON, { eval: true, workerData: { sqlite, file: join(work, `${name}.sqlite`), ...data }, transferList: transfer });
+  const threads = [
+    spawn('leader', { role: 'leader', up: toLeader.port2, followers: [toF1.port1, toF2.port1] }, [toLeader.port2, toF1.port1, toF2.port1]),
+    spawn('f1', { role: 'follower', up: toF1.port2 }, [toF1.port2]),
+    spawn('f2', { role: 'follower', up: toF2.port2 }, [toF2.port2]),
+  ];
+  const failed = new Promise<never>((_, reject) => {
+    for (const w of threads) w.once('error', reject);
+  });
+  failed.catch(() => {}); // raced below; a thread failing after the run is no one's concern
+  const port = toLeader.port1;
+  try {
+    let measuring = false;
+    let stop = false;
+    let puts = 0;
+    let latency = 0;
+    const sentAt = new Float64Array(clients);
+    let pending: number[] = [];
+    let flushQueued = false;
+    const flush = () => {
+      flushQueued = false;
+      const batch = new Uint8Array(pending.length * 104);
+      const view = new DataView(batch.buffer);
+      for (let k = 0; k < pending.length; k++) {
+        view.setUint32(k * 104, pending[k]!);
+        batch.fill(7, k * 104 + 4, k * 104 + 104);
+      }
+      pending = [];
+      port.postMessage(batch, [batch.buffer]);
+    };
+    const send = (client: number) => {
+      sentAt[client] = performance.now();
+      pending.push(client);
+      if (!flushQueued) {
+        flushQueued = true;
+        queueMicrotask(flush);
+      }
+    };
+    let idle: () => void = () => {};
+    let inFlight = clients;
+    port.on('message', (batch: Uint8Array) => {
+      const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+      const now = performance.now();
+      for (let k = 0; k + 104 <= batch.length; k += 104) {
+        const client = view.getUint32(k);
+        if (measuring) {
+          puts++;
+          latency += now - sentAt[client]!;
+        }
+        if (stop) {
+          if (--inFlight === 0) idle();
+        } else {
+          send(client);
+        }
+      }
+    });
+    for (let c = 0; c < clients; c++) send(c);
+    await Promise.race([new Promise((r) => setTimeout(r, warmMs)), failed]);
+    measuring = true;
+    const t0 = performance.now();
+    await Promise.race([new Promise((r) => setTimeout(r, ms)), failed]);
+    measuring = false;
+    const seconds = (performance.now() - t0) / 1000;
+    const counted = puts;
+    stop = true;
+    await Promise.race([new Promise<void>((r) => (idle = r)), failed]);
+    return { putsPerSecond: Math.round(counted / seconds), meanMs: Number((latency / counted).toFixed(3)) };
+  } finally {
+    port.close();
+    await Promise.all(threads.map((w) => w.terminate()));
+    rmSync(work, { recursive: true, force: true });
+  }
 }

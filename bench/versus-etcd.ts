@@ -14,6 +14,9 @@
  * one durable SQLite commit of that row's Puts with three writers, the
  * fastest any closed-loop design of worker-thread peers on SQLite could
  * finish a Put here in that minute; its column is clients / that time.
+ * Then the same bound composed: a skeleton of the design (a main thread,
+ * a leader and two followers passing the row's requests and committing
+ * them, nothing else) run closed-loop with the row's clients for 4 s.
  * Prints one markdown table line per row as it completes, a detailed table
  * at the end, and writes bench/results/versus-etcd-<time>.json.
  *
@@ -37,7 +40,7 @@ import { EtcdCluster, clockTicks, etcdVersion, findOnPath, tail } from './etcd-c
 import { NodeCluster } from './node-cluster.js';
 import { closedLoop, round3, summarize, type LoopOptions, type LoopResult, type Summary } from './workload.js';
 import { commit, machineInfo } from './run-info.js';
-import { measureFloor, type Floor } from './floor.js';
+import { measureFloor, measureRoundFloor, type Floor, type RoundFloor } from './floor.js';
 
 const PEERS = 3;
 const VALUE = 'v'.repeat(100);
@@ -51,6 +54,8 @@ const USAGE = `usage: node dist/bench/versus-etcd.js [options]
   --clients 1,16,...    run these client counts only (1,000 keys each unless --keys-per-client;
                         the large-key row is then not run)
   --keys-per-client N   keys each client cycles through in every row (the large-key row is then not run)
+  --warm-up S           before every row, S seconds of the same workload on the same cluster
+                        that are not measured (default 0: the row measures from the first Put)
   --only ours|etcd      run one system only
   --ours group|nodes    ours in this process (a RaftGroup; default) or as three node processes over TLS
   --help                this text
@@ -100,11 +105,13 @@ interface RowResult {
   ours?: SystemResult;
   /** Measured right after the row: no design of worker-thread peers on SQLite can exceed floorPutsPerSecond with these clients (bench/floor.ts). */
   floor?: Floor & { putsPerSecond: number };
+  /** The design's skeleton run closed-loop with these clients right after the row (bench/floor.ts measureRoundFloor). */
+  skeleton?: RoundFloor;
 }
 
 class UsageError extends Error {}
 
-function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System; nodes: boolean } {
+function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System; nodes: boolean; warmUp: number } {
   let values;
   try {
     values = parseArgs({
@@ -113,6 +120,7 @@ function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System; nodes: bo
       allowPositionals: false,
       options: {
         seconds: { type: 'string' },
+        'warm-up': { type: 'string' },
         clients: { type: 'string' },
         'keys-per-client': { type: 'string' },
         only: { type: 'string' },
@@ -138,6 +146,11 @@ function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System; nodes: bo
     seconds = Number(values.seconds);
     if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) throw new UsageError(`--seconds wants a number of seconds in (0, 3600], got "${values.seconds}"`);
   }
+  let warmUp = 0;
+  if (values['warm-up'] !== undefined) {
+    warmUp = Number(values['warm-up']);
+    if (!Number.isFinite(warmUp) || warmUp < 0 || warmUp > 600) throw new UsageError(`--warm-up wants a number of seconds in [0, 600], got "${values['warm-up']}"`);
+  }
   const clients = values.clients?.split(',').map((s) => int('clients', s, 1, 4096));
   const keys = values['keys-per-client'] === undefined ? undefined : int('keys-per-client', values['keys-per-client'], 1, 10_000_000);
   let only: System | undefined;
@@ -150,7 +163,7 @@ function parseFlags(argv: string[]): { rows: RowSpec[]; only?: System; nodes: bo
   const rows: RowSpec[] = (clients ?? [1, 16, 64, 256]).map((c) => ({ clients: c, keysPerClient: keys ?? 1000, seconds: seconds ?? 8 }));
   // The large-key-space row belongs to the default set only: with --clients or --keys-per-client the rows are exactly the ones asked for.
   if (!clients && keys === undefined && !nodes) rows.push({ clients: 256, keysPerClient: 4000, seconds: seconds ?? 16 });
-  return { rows, only, nodes };
+  return { rows, only, nodes, warmUp };
 }
 
 let flags: ReturnType<typeof parseFlags>;
@@ -234,6 +247,7 @@ async function etcdRow(spec: RowSpec, index: number, label: string): Promise<Sys
     // grpc-js connects each member's channel on its first call, and the client picks a member at
     // random per call: enough reads that every channel is open before the clock starts.
     await Promise.all(Array.from({ length: 30 }, () => client.get('warm-up').string()));
+    await warmUp(spec, label, (_k, key, value) => client.put(key).value(value).exec());
     const cpu0 = process.cpuUsage();
     const ticks0 = cluster.cpuTicks();
     const r = await closedLoop(
@@ -264,6 +278,19 @@ async function etcdRow(spec: RowSpec, index: number, label: string): Promise<Sys
   }
 }
 
+/**
+ * --warm-up: the row's workload for that long on the row's cluster, not
+ * measured (JIT compilation, connections, caches), so that the row
+ * measures the steady state. Its Puts write the row's own keys.
+ */
+async function warmUp(spec: RowSpec, label: string, put: (client: number, key: string, value: string) => Promise<unknown>): Promise<void> {
+  if (flags.warmUp <= 0) return;
+  const r = await closedLoop({ ...spec, seconds: flags.warmUp, value: VALUE, onProgress: progress(`${label} (warm-up)`, { ...spec, seconds: flags.warmUp }) }, put, abort.signal);
+  clearProgress();
+  if (abort.signal.aborted) throw new Error('interrupted');
+  if (r.errors > 0) throw new Error(`${r.errors} Puts failed in the warm-up: ${r.firstError}`);
+}
+
 async function oursRow(spec: RowSpec, index: number, label: string): Promise<SystemResult> {
   const dir = join(baseDir, `ours-${index}`);
   const g = await RaftGroup.open({ peers: PEERS, dataDir: dir, stateMachine: kvStateMachine, snapshotThreshold: SNAPSHOT_THRESHOLD });
@@ -273,6 +300,7 @@ async function oursRow(spec: RowSpec, index: number, label: string): Promise<Sys
   try {
     // Until a leader serves, as bench/kv.ts does.
     await cks[0]!.get('warm-up');
+    await warmUp(spec, label, (k, key, value) => cks[k]!.put(key, value));
     const cpu0 = process.cpuUsage();
     const r = await closedLoop({ ...spec, value: VALUE, onProgress: progress(label, spec) }, (k, key, value) => cks[k]!.put(key, value), abort.signal);
     const cpu = cpuMicros(process.cpuUsage(cpu0));
@@ -297,6 +325,7 @@ async function nodesRow(spec: RowSpec, index: number, label: string): Promise<Sy
   const cks = Array.from({ length: spec.clients }, () => remote.clerk());
   try {
     await cks[0]!.get('warm-up');
+    await warmUp(spec, label, (k, key, value) => cks[k]!.put(key, value));
     const ticks0 = cluster.cpuTicks();
     const cpu0 = process.cpuUsage();
     const r = await closedLoop({ ...spec, value: VALUE, onProgress: progress(label, spec) }, (k, key, value) => cks[k]!.put(key, value), abort.signal);
@@ -326,7 +355,7 @@ function tableLine(r: RowResult): string {
   const e = r.etcd;
   const o = r.ours;
   const f = r.floor;
-  return `| ${r.spec.clients} | ${r.spec.keysPerClient} | ${fmt(e?.putsPerSecond, 0)} | ${fmt(o?.putsPerSecond, 0)} | ${ratio(o?.putsPerSecond, e?.putsPerSecond)} | ${fmt(e?.p50ms, 2)} | ${fmt(o?.p50ms, 2)} | ${ratio(o?.p50ms, e?.p50ms)} | ${fmt(e?.p99ms, 2)} | ${fmt(o?.p99ms, 2)} | ${ratio(o?.p99ms, e?.p99ms)} | ${fmt(e?.cpuUsPerPut, 1)} | ${fmt(o?.cpuUsPerPut, 1)} | ${fmt(f?.putsPerSecond, 0)} | ${ratio(f?.putsPerSecond, e?.putsPerSecond)} |`;
+  return `| ${r.spec.clients} | ${r.spec.keysPerClient} | ${fmt(e?.putsPerSecond, 0)} | ${fmt(o?.putsPerSecond, 0)} | ${ratio(o?.putsPerSecond, e?.putsPerSecond)} | ${fmt(e?.p50ms, 2)} | ${fmt(o?.p50ms, 2)} | ${ratio(o?.p50ms, e?.p50ms)} | ${fmt(e?.p99ms, 2)} | ${fmt(o?.p99ms, 2)} | ${ratio(o?.p99ms, e?.p99ms)} | ${fmt(e?.cpuUsPerPut, 1)} | ${fmt(o?.cpuUsPerPut, 1)} | ${fmt(f?.putsPerSecond, 0)} | ${ratio(f?.putsPerSecond, e?.putsPerSecond)} | ${fmt(r.skeleton?.putsPerSecond, 0)} | ${ratio(r.skeleton?.putsPerSecond, e?.putsPerSecond)} |`;
 }
 
 const machine = {
@@ -341,10 +370,10 @@ console.log(
     `a fresh cluster per row, etcd's row then ours. ratio = ours / etcd. CPU per Put: etcd, its ${PEERS} processes; ours, ${flags.nodes ? `its ${PEERS} node processes` : 'our whole process (peers, Clerks, GC)'}.`,
 );
 console.log(`machine: ${machine.cpus} CPUs (${machine.cpu}), ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; commit ${commit() ?? 'unknown'}`);
-console.log(`rows: ${flags.rows.map((r) => `${r.clients}x${r.keysPerClient} (${r.seconds} s)`).join(', ')}${runEtcd ? '' : '; ours only'}${runOurs ? '' : '; etcd only'}`);
+console.log(`rows: ${flags.rows.map((r) => `${r.clients}x${r.keysPerClient} (${r.seconds} s)`).join(', ')}${flags.warmUp > 0 ? `, each after a ${flags.warmUp} s warm-up` : ''}${runEtcd ? '' : '; ours only'}${runOurs ? '' : '; etcd only'}`);
 console.log('');
-console.log('| clients | keys/client | etcd Puts/s | ours Puts/s | ratio | etcd p50 ms | ours p50 ms | p50 ratio | etcd p99 ms | ours p99 ms | p99 ratio | etcd µs CPU/Put | ours µs CPU/Put | floor Puts/s | floor / etcd |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| clients | keys/client | etcd Puts/s | ours Puts/s | ratio | etcd p50 ms | ours p50 ms | p50 ratio | etcd p99 ms | ours p99 ms | p99 ratio | etcd µs CPU/Put | ours µs CPU/Put | floor Puts/s | floor / etcd | skeleton Puts/s | skeleton / etcd |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 
 const results: RowResult[] = [];
 let error: string | undefined;
@@ -360,6 +389,9 @@ try {
     const floor = await measureFloor(baseDir, spec.clients);
     clearProgress();
     row.floor = { ...floor, putsPerSecond: Math.floor((spec.clients * 1000) / floor.putMs) };
+    process.stderr.write(`  ${name}: running the skeleton...`);
+    row.skeleton = await measureRoundFloor(baseDir, spec.clients);
+    clearProgress();
     console.log(tableLine(row));
   }
 } catch (e) {
@@ -413,6 +445,7 @@ writeFileSync(
         valueBytes: VALUE.length,
         fsync: true,
         closedLoop: true,
+        warmUpSeconds: flags.warmUp,
         keys: 'client k writes key-${k}-${n % keysPerClient}',
         etcdClient: 'etcd3 1.x, one Etcd3 on all endpoints (it picks a member at random per call)',
         oursClient: flags.nodes
@@ -425,6 +458,8 @@ writeFileSync(
         percentiles: 'nearest rank',
         floor:
           'per row, measured just after it (bench/floor.ts): 4 one-way hops between waiting worker threads + 1 SQLite commit (WAL, synchronous FULL) of `clients` 100-byte rows with 3 writers at once; floor putsPerSecond = clients / that time, the most any closed-loop design of worker-thread peers on SQLite could do here',
+        skeleton:
+          'per row, after the floor (bench/floor.ts measureRoundFloor): the design with nothing but its messages and commits, run closed-loop with the row\'s clients for 4 s after 1 s unmeasured: each turn\'s requests (100 bytes each) in one message to a leader thread, posted on to two follower threads, committed by all three (WAL, synchronous FULL), answered once the leader\'s commit and one follower\'s are in; Puts/s and mean round',
       },
       rows: results,
     },
