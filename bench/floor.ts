@@ -51,7 +51,8 @@ if (lead) {
 }
 `;
 
-const WRITER = `
+/** A worker's own table in its own file (WAL, fsync on every commit), for the writers and the skeleton. */
+const OPEN_TABLE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.sqlite);
 const db = new Database(workerData.file);
@@ -59,7 +60,9 @@ db.pragma('journal_mode = WAL');
 db.pragma('synchronous = FULL');
 db.exec('CREATE TABLE t (i INTEGER PRIMARY KEY, d BLOB NOT NULL)');
 const ins = db.prepare('INSERT INTO t (i, d) VALUES (?, ?)');
-const data = Buffer.alloc(100, 7);
+`;
+
+const WRITER = `${OPEN_TABLE}const data = Buffer.alloc(100, 7);
 let i = 0;
 const write = db.transaction((rows) => { for (let k = 0; k < rows; k++) ins.run(++i, data); });
 const go = new Int32Array(workerData.start);
@@ -129,15 +132,7 @@ export async function measureFloor(dir: string, rows: number, ms = 1500): Promis
  * above it pays what the pieces cost together: four threads waking one
  * another on this machine's cores while three of them commit.
  */
-const SKELETON = `
-const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.sqlite);
-const db = new Database(workerData.file);
-db.pragma('journal_mode = WAL');
-db.pragma('synchronous = FULL');
-db.exec('CREATE TABLE t (i INTEGER PRIMARY KEY, d BLOB NOT NULL)');
-const ins = db.prepare('INSERT INTO t (i, d) VALUES (?, ?)');
-let row = 0;
+const SKELETON = `${OPEN_TABLE}let row = 0;
 const write = db.transaction((batch) => { for (let k = 0; k + 104 <= batch.length; k += 104) ins.run(++row, batch.subarray(k + 4, k + 104)); });
 const { role, up, followers } = workerData;
 if (role === 'follower') {
