@@ -8,10 +8,13 @@
  * on a majority after its request arrives: the request crosses to the
  * leader (one hop), the entry to a follower (two), the follower's commit
  * (an fsync, while the other peers write theirs), its acknowledgement back
- * (three), the answer to the client (four). So no client can finish more
- * than one Put per 4 hops + 1 commit, and C clients no more than C of them
- * in that time, however the rest is built. The floor counts nothing else:
- * no encoding, no Raft, no state machine, no batching cost.
+ * (three), the answer to the client (four). So a client finishes about one
+ * Put per 4 hops + 1 commit at most, and C clients about C of them in that
+ * time, however the rest is built. The sum counts nothing else (no
+ * encoding, no Raft, no state machine, no batching cost), but its pieces
+ * are measured apart, so it is an estimate, not a bound: in a real round
+ * they can overlap better (measureRoundFloor below, the floor measured
+ * whole, does more at one client).
  *
  * - hop: the mean one-way time of a 16-byte message (its buffer
  *   transferred) between two worker threads that wait for it, from a

@@ -11,10 +11,10 @@
  * (a 1,024,000-key space), 16 s. Row by row alternately, etcd then ours,
  * each on a fresh cluster in a fresh data directory, deleted afterwards.
  * After each row the floor is measured (bench/floor.ts): 4 thread hops and
- * one durable SQLite commit of that row's Puts with three writers, the
- * fastest any closed-loop design of worker-thread peers on SQLite could
- * finish a Put here in that minute; its column is clients / that time.
- * Then the same bound composed: a skeleton of the design (a main thread,
+ * one durable SQLite commit of that row's Puts with three writers, an
+ * estimate of the fastest a closed-loop design of worker-thread peers on
+ * SQLite could finish a Put here in that minute; its column is clients /
+ * that time. Then the same floor measured whole: a skeleton of the design (a main thread,
  * a leader and two followers passing the row's requests and committing
  * them, nothing else) run closed-loop with the row's clients for 4 s.
  * Prints one markdown table line per row as it completes, a detailed table
@@ -103,7 +103,7 @@ interface RowResult {
   spec: RowSpec;
   etcd?: SystemResult;
   ours?: SystemResult;
-  /** Measured right after the row: no design of worker-thread peers on SQLite can exceed floorPutsPerSecond with these clients (bench/floor.ts). */
+  /** Measured right after the row: about the most a design of worker-thread peers on SQLite could do with these clients, summed from pieces measured apart (bench/floor.ts). */
   floor?: Floor & { putsPerSecond: number };
   /** The design's skeleton run closed-loop with these clients right after the row (bench/floor.ts measureRoundFloor). */
   skeleton?: RoundFloor;
@@ -457,7 +457,7 @@ writeFileSync(
           : 'etcd: utime+stime of its 3 processes from /proc/<pid>/stat; etcd bench process: process.cpuUsage(); ours: process.cpuUsage() of the whole process (all threads)',
         percentiles: 'nearest rank',
         floor:
-          'per row, measured just after it (bench/floor.ts): 4 one-way hops between waiting worker threads + 1 SQLite commit (WAL, synchronous FULL) of `clients` 100-byte rows with 3 writers at once; floor putsPerSecond = clients / that time, the most any closed-loop design of worker-thread peers on SQLite could do here',
+          'per row, measured just after it (bench/floor.ts): 4 one-way hops between waiting worker threads + 1 SQLite commit (WAL, synchronous FULL) of `clients` 100-byte rows with 3 writers at once; floor putsPerSecond = clients / that time, an estimate (pieces measured apart) of the most a closed-loop design of worker-thread peers on SQLite could do here; the skeleton measures it whole',
         skeleton:
           'per row, after the floor (bench/floor.ts measureRoundFloor): the design with nothing but its messages and commits, run closed-loop with the row\'s clients for 4 s after 1 s unmeasured: each turn\'s requests (100 bytes each) in one message to a leader thread, posted on to two follower threads, committed by all three (WAL, synchronous FULL), answered once the leader\'s commit and one follower\'s are in; Puts/s and mean round',
       },
