@@ -27,6 +27,7 @@ import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { spent, threadTimes } from './thread-times.js';
 
 export interface Floor {
   /** Mean one-way message time between two waiting worker threads, µs. */
@@ -138,6 +139,10 @@ export async function measureFloor(dir: string, rows: number, ms = 1500): Promis
 const SKELETON = `${OPEN_TABLE}let row = 0;
 const write = db.transaction((batch) => { for (let k = 0; k + 104 <= batch.length; k += 104) ins.run(++row, batch.subarray(k + 4, k + 104)); });
 const { role, up, followers } = workerData;
+// Its thread id, for the CPU by thread (Linux; elsewhere none).
+let tid = null;
+try { tid = require('node:fs').readlinkSync('/proc/thread-self').split('/').pop(); } catch {}
+parentPort.postMessage({ tid });
 if (role === 'follower') {
   up.on('message', (m) => { write(m.batch); up.postMessage(m.seq); });
 } else {
@@ -163,6 +168,21 @@ export interface RoundFloor {
   putsPerSecond: number;
   /** Mean time of a round (a Put's latency), ms. */
   meanMs: number;
+  /**
+   * CPU per Put over the measured time, µs (user + system; /proc, Linux
+   * only, 10 ms ticks): the main thread (the clients), the leader, each
+   * follower, the process's other threads (V8's platform workers), and the
+   * whole process split into user and system time.
+   */
+  cpu?: SkeletonCpu;
+}
+
+export interface SkeletonCpu {
+  main: number;
+  leader: number;
+  followers: number[];
+  otherThreads: number;
+  total: { user: number; system: number };
 }
 
 /** Run the skeleton with `clients` closed-loop clients for `ms` (after `warmMs` not measured). */
@@ -183,8 +203,10 @@ export async function measureRoundFloor(dir: string, clients: number, ms = 3000,
     for (const w of threads) w.once('error', reject);
   });
   failed.catch(() => {}); // raced below; a thread failing after the run is no one's concern
+  const tids = threads.map((w) => new Promise<string | null>((r) => w.once('message', (m: { tid: string | null }) => r(m.tid))));
   const port = toLeader.port1;
   try {
+    const [leaderTid, ...followerTids] = await Promise.race([Promise.all(tids), failed]);
     let measuring = false;
     let stop = false;
     let puts = 0;
@@ -231,15 +253,36 @@ export async function measureRoundFloor(dir: string, clients: number, ms = 3000,
     });
     for (let c = 0; c < clients; c++) send(c);
     await Promise.race([new Promise((r) => setTimeout(r, warmMs)), failed]);
+    const before = { threads: threadTimes(), usage: process.cpuUsage() };
     measuring = true;
     const t0 = performance.now();
     await Promise.race([new Promise((r) => setTimeout(r, ms)), failed]);
     measuring = false;
+    const after = { threads: threadTimes(), usage: process.cpuUsage(before.usage) };
     const seconds = (performance.now() - t0) / 1000;
     const counted = puts;
     stop = true;
     await Promise.race([new Promise<void>((r) => (idle = r)), failed]);
-    return { putsPerSecond: Math.round(counted / seconds), meanMs: Number((latency / counted).toFixed(3)) };
+    const floor: RoundFloor = { putsPerSecond: Math.round(counted / seconds), meanMs: Number((latency / counted).toFixed(3)) };
+    if (leaderTid && followerTids.every((t) => t) && after.threads.size > 0) {
+      const perPut = (ms: number) => Number(((ms * 1000) / counted).toFixed(3));
+      const of = (tid: string) => {
+        const t = spent(before.threads, after.threads, tid);
+        return t.user + t.system;
+      };
+      const main = of(String(process.pid));
+      const leader = of(leaderTid);
+      const followers = followerTids.map((t) => of(t!));
+      const total = (after.usage.user + after.usage.system) / 1000;
+      floor.cpu = {
+        main: perPut(main),
+        leader: perPut(leader),
+        followers: followers.map(perPut),
+        otherThreads: perPut(total - main - leader - followers.reduce((a, b) => a + b, 0)),
+        total: { user: perPut(after.usage.user / 1000), system: perPut(after.usage.system / 1000) },
+      };
+    }
+    return floor;
   } finally {
     port.close();
     await Promise.all(threads.map((w) => w.terminate()));

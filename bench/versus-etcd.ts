@@ -459,7 +459,7 @@ writeFileSync(
         floor:
           'per row, measured just after it (bench/floor.ts): 4 one-way hops between waiting worker threads + 1 SQLite commit (WAL, synchronous FULL) of `clients` 100-byte rows with 3 writers at once; floor putsPerSecond = clients / that time, an estimate (pieces measured apart) of the most a closed-loop design of worker-thread peers on SQLite could do here; the skeleton measures it whole',
         skeleton:
-          'per row, after the floor (bench/floor.ts measureRoundFloor): the design with nothing but its messages and commits, run closed-loop with the row\'s clients for 4 s after 1 s unmeasured: each turn\'s requests (100 bytes each) in one message to a leader thread, posted on to two follower threads, committed by all three (WAL, synchronous FULL), answered once the leader\'s commit and one follower\'s are in; Puts/s and mean round',
+          'per row, after the floor (bench/floor.ts measureRoundFloor): the design with nothing but its messages and commits, run closed-loop with the row\'s clients for 4 s after 1 s unmeasured: each turn\'s requests (100 bytes each) in one message to a leader thread, posted on to two follower threads, committed by all three (WAL, synchronous FULL), answered once the leader\'s commit and one follower\'s are in; Puts/s, mean round, and µs of CPU per Put by thread (main, leader, followers, other threads) and of the whole process as user and system time, from /proc',
       },
       rows: results,
     },
