@@ -146,7 +146,7 @@ parentPort.postMessage({ tid });
 if (role === 'follower') {
   up.on('message', (m) => { write(m.batch); up.postMessage(m.seq); });
 } else {
-  // seq -> { ids, own, acks }: a batch is answered once its own commit and one follower's are in.
+  // seq -> { batch, own, acks }: a batch is answered once its own commit and one follower's are in.
   const open = new Map();
   let seq = 0;
   const answer = (s, b) => { open.delete(s); up.postMessage(b.batch, [b.batch.buffer]); };

@@ -65,7 +65,7 @@ interface Row {
   batching: { role: 'leader' | 'follower'; readiesPerSecond: number; writesPerSecond: number; entriesPerWrite: number }[];
 }
 
-async function row(clients: number): Promise<Row> {
+async function row(clients: number): Promise<Omit<Row, 'skeleton'>> {
   mkdirSync('data', { recursive: true });
   const dir = mkdtempSync(join('data', 'bench-profile-'));
   const g = await RaftGroup.open({ peers: 3, dataDir: dir, stateMachine: kvStateMachine, snapshotThreshold: 1 << 20 });
@@ -73,18 +73,15 @@ async function row(clients: number): Promise<Row> {
     const handle = g.handle();
     const clerks = Array.from({ length: clients }, () => Clerk.connect(handle));
     await clerks[0]!.get('warm-up');
-    if (WARM_UP > 0) {
-      await closedLoop(
-        { clients, keysPerClient: KEYS_PER_CLIENT, seconds: WARM_UP, value: VALUE, onProgress: (n, s) => process.stderr.write(`\r  ${clients} clients (warm-up): ${n} puts, ${s.toFixed(0)} s`) },
+    const load = (seconds: number, label: string) =>
+      closedLoop(
+        { clients, keysPerClient: KEYS_PER_CLIENT, seconds, value: VALUE, onProgress: (n, s) => process.stderr.write(`\r  ${clients} clients${label}: ${n} puts, ${s.toFixed(0)} s`) },
         (k, key, value) => clerks[k]!.put(key, value),
       );
-    }
+    if (WARM_UP > 0) await load(WARM_UP, ' (warm-up)');
     const peers = async () => (await g.status()).peers.map((p) => (p.running ? (p as PeerStatus) : undefined));
     const before = { peers: await peers(), threads: threadTimes(), usage: process.cpuUsage() };
-    const result = await closedLoop(
-      { clients, keysPerClient: KEYS_PER_CLIENT, seconds: SECONDS, value: VALUE, onProgress: (n, s) => process.stderr.write(`\r  ${clients} clients: ${n} puts, ${s.toFixed(0)} s`) },
-      (k, key, value) => clerks[k]!.put(key, value),
-    );
+    const result = await load(SECONDS, '');
     process.stderr.write('\r'.padEnd(50) + '\r');
     const after = { peers: await peers(), threads: threadTimes(), usage: process.cpuUsage(before.usage) };
     for (const ck of clerks) ck.close();
@@ -130,7 +127,6 @@ async function row(clients: number): Promise<Row> {
           entriesPerWrite: round3(((p?.entriesWritten ?? NaN) - (q?.entriesWritten ?? NaN)) / writes),
         };
       }),
-      skeleton: { putsPerSecond: 0 },
     };
   } finally {
     await g.close();
@@ -151,9 +147,8 @@ console.log(
 );
 const rows: Row[] = [];
 for (const n of CLIENTS) {
-  const r = await row(n);
-  r.skeleton = await skeleton(n);
-  rows.push(r);
+  const ours = await row(n);
+  rows.push({ ...ours, skeleton: await skeleton(n) });
 }
 console.log('| clients | Puts/s | p50 ms | p99 ms | main µs | leader µs | followers µs | other threads µs | total µs (user + system) |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
