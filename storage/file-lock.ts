@@ -6,8 +6,10 @@ import { StorageError, storageFailure } from './errors.js';
  * companion database (`<file>-lock`) kept in exclusive locking mode. SQLite
  * arbitrates it between threads of one process and between processes, and
  * it dies with its holder: a worker's end closes the connection, a killed
- * process loses its file locks. The peer file itself is left to normal
- * locking so the lab harness can read a running peer's file.
+ * process loses its file locks. The peer file itself is held exclusively
+ * too unless it is opened with shareReads (the lab harness reads running
+ * peers' files); this lock is what refuses a second peer either way, with
+ * a clear error and at once.
  */
 export class PeerFileLock {
   private db: Database.Database | undefined;

@@ -51,7 +51,7 @@ function run(b: PeerBoot): void {
   const booting = (async () => {
     let storage: Storage | undefined;
     try {
-      storage = b.storage ? new SqliteStorage(b.storage.file, { peer: b.id, fsync: b.storage.fsync }) : new MemoryStorage();
+      storage = b.storage ? new SqliteStorage(b.storage.file, { peer: b.id, fsync: b.storage.fsync, shareReads: b.storage.shareReads }) : new MemoryStorage();
       const sm = await loadStateMachine(b.stateMachine, { peer: b.id, peers: b.n, incarnation: b.incarnation }, importModule, builtins);
       const bytes: ByteStateMachine = (sm as { codec?: string }).codec === 'bytes' ? (sm as unknown as ByteStateMachine) : byteStateMachine(sm);
       if (stopped) {

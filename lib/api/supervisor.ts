@@ -17,6 +17,8 @@ export interface SupervisorOptions {
   /** Where peer i keeps its state (`peer-<i>.sqlite`); volatile memory when absent. */
   dataDir?: string;
   fsync: boolean;
+  /** Peers' files open to readers while they run (the lab harness reads them); default: each peer's alone. */
+  shareReads?: boolean;
   stateMachine: { module: string; options?: unknown };
   /** The lab's fault-injecting network; absent: a plain one. */
   faults?: SharedArrayBuffer;
@@ -173,7 +175,7 @@ export class PeerSupervisor {
     };
     if (o.faults) boot.faults = o.faults;
     const file = this.storageFile(i);
-    if (file) boot.storage = { file, fsync: o.fsync };
+    if (file) boot.storage = o.shareReads ? { file, fsync: o.fsync, shareReads: true } : { file, fsync: o.fsync };
     const thread = this.takeSpare() ?? spawnPeerThread(this.opts.heap);
     thread.worker.postMessage({ boot }, transfers as never);
     const slot: Slot = { thread, running: false, api: Comlink.wrap<PeerControl>(nodeEndpoint(thread.worker)), incarnation, events: events?.port1 };

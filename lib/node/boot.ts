@@ -27,8 +27,8 @@ export interface PeerBoot {
     maxPending?: number;
     maxPendingBytes?: number;
   };
-  /** Durable storage file; volatile memory when absent. */
-  storage?: { file: string; fsync: boolean };
+  /** Durable storage file; volatile memory when absent. shareReads: others may read it while it is open (SqliteOptions). */
+  storage?: { file: string; fsync: boolean; shareReads?: boolean };
   /** peer id -> port connected to that peer's worker */
   ports: Record<number, MessagePort>;
   /** The lab's fault-injecting network (its shared state); absent: a plain, healthy network. */

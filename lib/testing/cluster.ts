@@ -173,6 +173,8 @@ export class Cluster {
       },
       dataDir: this.dataDir,
       fsync,
+      // inspectStorage() reads running peers' files.
+      shareReads: true,
       stateMachine: { module: this.service?.module ?? applyStreamModule },
       faults: this.faults.sab,
       onPeerError,

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
@@ -58,9 +58,32 @@ t.test('a conflicting suffix is overwritten and nothing past lastIndex remains',
   s.close();
 });
 
-t.test('a snapshot trims the log it covers, and a conflicting one clears it', async (t) => {
+t.test('an open peer file is its storage\'s alone unless opened with shareReads', async (t) => {
   const file = fresh();
   const s = new SqliteStorage(file, { peer: 0 });
+  s.save(ready({ hardState: { term: 1, vote: 0 }, entries: [ent(1, 1), ent(2, 1)], lastIndex: 2 }));
+  t.ok(existsSync(`${file}-wal`), 'the write-ahead log is there');
+  t.notOk(existsSync(`${file}-shm`), 'no shared wal-index: exclusive locking keeps it in the connection');
+  const started = performance.now();
+  t.throws(() => SqliteStorage.inspect(file), { name: 'StorageError', code: 'locked' }, 'another connection cannot read it (after its busy timeout)');
+  t.ok(performance.now() - started < 10_000, 'and says so within the busy timeout');
+  s.save(ready({ entries: [ent(3, 1)], lastIndex: 3 }));
+  t.same(s.load().entries.map((e) => e.index), [1, 2, 3], 'the refused reader left the storage working');
+  s.close();
+  t.same(SqliteStorage.inspectLog(file).map((e) => e.index), [1, 2, 3], 'closed, the file reads back');
+
+  const shared = new SqliteStorage(file, { peer: 0, shareReads: true });
+  shared.save(ready({ entries: [ent(4, 1)], lastIndex: 4 }));
+  t.same(SqliteStorage.inspectLog(file).map((e) => e.index), [1, 2, 3, 4], 'with shareReads, a reader sees its commits while it is open');
+  shared.close();
+  const again = new SqliteStorage(file, { peer: 0 });
+  t.same(again.load().entries.map((e) => e.index), [1, 2, 3, 4], 'and either mode opens what the other wrote');
+  again.close();
+});
+
+t.test('a snapshot trims the log it covers, and a conflicting one clears it', async (t) => {
+  const file = fresh();
+  const s = new SqliteStorage(file, { peer: 0, shareReads: true });
   s.save(ready({ hardState: { term: 1, vote: 0 }, entries: Array.from({ length: 10 }, (_, k) => ent(k + 1, 1)), lastIndex: 10 }));
   const before = s.raftStateSize();
   s.save(ready({ snapshot: { index: 6, term: 1, data: enc.encode('state@6') }, lastIndex: 10 }));
@@ -139,7 +162,7 @@ const rowsOf = (file: string): [number, number][] => {
 
 t.test('the log is kept in runs, a row per Ready; a cut inside a run keeps its head', async (t) => {
   const file = fresh();
-  const s = new SqliteStorage(file, { peer: 0 });
+  const s = new SqliteStorage(file, { peer: 0, shareReads: true });
   s.save(ready({ hardState: { term: 1, vote: 0 }, entries: Array.from({ length: 10 }, (_, k) => ent(k + 1, 1)), lastIndex: 10 }));
   s.save(ready({ entries: [ent(11, 1), ent(12, 1)], lastIndex: 12 }));
   t.same(rowsOf(file), [[1, 10], [11, 12]], 'one row per Ready');
@@ -157,7 +180,7 @@ t.test('the log is kept in runs, a row per Ready; a cut inside a run keeps its h
 
 t.test('a large Ready is split into runs within their caps', async (t) => {
   const file = fresh();
-  const s = new SqliteStorage(file, { peer: 0 });
+  const s = new SqliteStorage(file, { peer: 0, shareReads: true });
   const many = Array.from({ length: RUN_MAX_ENTRIES + 5 }, (_, k) => ent(k + 1, 1));
   const big: Entry = { index: many.length + 2, term: 1, data: new Uint8Array(RUN_MAX_BYTES + 100).fill(9) };
   const all = [...many, ent(many.length + 1, 1), big, ent(many.length + 3, 1)];
@@ -173,7 +196,7 @@ t.test('a large Ready is split into runs within their caps', async (t) => {
 
 t.test('a snapshot inside a run: the run stays, its entries through the snapshot are not the log', async (t) => {
   const file = fresh();
-  const s = new SqliteStorage(file, { peer: 0 });
+  const s = new SqliteStorage(file, { peer: 0, shareReads: true });
   s.save(ready({ hardState: { term: 1, vote: 0 }, entries: Array.from({ length: 10 }, (_, k) => ent(k + 1, 1)), lastIndex: 10 }));
   s.save(ready({ entries: [ent(11, 1)], lastIndex: 11 }));
   const fresh4 = new SqliteStorage(fresh(), { peer: 0 });
