@@ -175,7 +175,7 @@ export class PeerSupervisor {
     };
     if (o.faults) boot.faults = o.faults;
     const file = this.storageFile(i);
-    if (file) boot.storage = o.shareReads ? { file, fsync: o.fsync, shareReads: true } : { file, fsync: o.fsync };
+    if (file) boot.storage = { file, fsync: o.fsync, shareReads: o.shareReads ?? false };
     const thread = this.takeSpare() ?? spawnPeerThread(this.opts.heap);
     thread.worker.postMessage({ boot }, transfers as never);
     const slot: Slot = { thread, running: false, api: Comlink.wrap<PeerControl>(nodeEndpoint(thread.worker)), incarnation, events: events?.port1 };

@@ -28,7 +28,7 @@ export interface PeerBoot {
     maxPendingBytes?: number;
   };
   /** Durable storage file; volatile memory when absent. shareReads: others may read it while it is open (SqliteOptions). */
-  storage?: { file: string; fsync: boolean; shareReads?: boolean };
+  storage?: { file: string; fsync: boolean; shareReads: boolean };
   /** peer id -> port connected to that peer's worker */
   ports: Record<number, MessagePort>;
   /** The lab's fault-injecting network (its shared state); absent: a plain, healthy network. */
