@@ -6,7 +6,7 @@ import { PeerHost } from '../lib/node/host.js';
 import { ClientService } from '../lib/node/client-service.js';
 import { realClock } from '../lib/node/real-clock.js';
 import { threadCpuMs } from '../lib/node/thread-cpu.js';
-import type { BootResult, LeaderEvent, PeerBoot, PeerControl, PeerFatal } from '../lib/node/boot.js';
+import type { BootResult, LeaderEvent, PeerBoot, PeerControl, PeerFatal, StartReply, StartRequest } from '../lib/node/boot.js';
 import type { ByteStateMachine } from '../lib/node/seams.js';
 import { byteStateMachine, loadStateMachine } from '../lib/api/state-machine.js';
 import { serializeError, type SerializedError } from '../lib/api/errors.js';
@@ -90,7 +90,6 @@ function run(b: PeerBoot): void {
       await booting;
       return failure ? { ok: false, error: failure } : { ok: true };
     },
-    start: (command) => running().host.start(command),
     getState: () => running().host.getState(),
     status() {
       const p = running();
@@ -122,6 +121,19 @@ function run(b: PeerBoot): void {
     },
     setPeerPort: (p, port) => transport.setPort(p, port),
     attachMailbox: (port) => transport.addMailbox(port),
+    attachStarter(port) {
+      port.on('message', ([id, command]: StartRequest) => {
+        let reply: StartReply;
+        try {
+          const r = running().host.start(command);
+          reply = [id, r.index, r.term, r.isLeader];
+        } catch (e) {
+          const err = e instanceof Error ? e : new Error(String(e));
+          reply = [id, err.name, err.message];
+        }
+        port.postMessage(reply);
+      });
+    },
     attachClient(port) {
       if (peer) peer.clients.attach(port);
       else earlyClients.push(port);

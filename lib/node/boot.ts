@@ -77,12 +77,15 @@ export interface PeerFatal {
 
 export type BootResult = { ok: true } | { ok: false; error: SerializedError };
 
+/** Start() on a starter port (PeerControl.attachStarter): a request id and the command. */
+export type StartRequest = [id: number, command: Uint8Array];
+/** Its answer: the id and Start()'s result, or the id and the error's name and message if Start() threw. */
+export type StartReply = [id: number, index: number, term: number, isLeader: boolean] | [id: number, errorName: string, errorMessage: string];
+
 /** The control-plane API a peer worker exposes through comlink. */
 export interface PeerControl {
   /** Resolves once the peer runs, or says why it could not start. */
   ready(): Promise<BootResult>;
-  /** Figure 2's Start(): append if leading, answer at once (the lab's interface). */
-  start(command: Uint8Array): StartResult;
   getState(): PeerState;
   status(): PeerStatus;
   /** The service captured everything through `index` in `data`: compact the log (the lab's Snapshot()). */
@@ -95,6 +98,8 @@ export interface PeerControl {
   setPeerPort(peer: number, port: MessagePort): void;
   /** An extra inbound port treated as peer traffic (tests of bad input). */
   attachMailbox(port: MessagePort): void;
+  /** A port for Figure 2's Start() (the lab's interface: append if leading, answer at once): StartRequest in, StartReply out, cheaper than a call through this API. */
+  attachStarter(port: MessagePort): void;
   /** A client channel (proposals and reads). */
   attachClient(port: MessagePort): void;
   stop(): void;

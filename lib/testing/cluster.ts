@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { MessageChannel, type MessagePort, type Transferable } from 'node:worker_threads';
 import { SqliteStorage } from '../../storage/sqlite.js';
-import { GroupClosedError, OptionError } from '../api/errors.js';
+import { GroupClosedError, OptionError, PeerNotRunningError } from '../api/errors.js';
 import { PeerSupervisor } from '../api/supervisor.js';
 import type { PeerState, PeerStatus, StartResult } from '../node/boot.js';
 import type { PeerTiming } from '../node/host.js';
@@ -11,6 +11,7 @@ import { Comlink } from '../transport/comlink.js';
 import { Clerk } from '../kv/clerk.js';
 import type { ApplyBatch } from './apply-stream.js';
 import { FaultState } from './faults.js';
+import { StartChannel } from './start-channel.js';
 import { labEnds, type LabClientLink } from './lab-ends.js';
 
 /** The lab's name for a closed group. */
@@ -107,6 +108,8 @@ export class Cluster {
   readonly service: { module: string; maxRaftState: number } | undefined;
   private readonly sup: PeerSupervisor;
   private readonly applyPorts: (MessagePort | undefined)[];
+  /** Each peer's Start() channel, opened by its incarnation's first startCommand. */
+  private readonly starters: (StartChannel | undefined)[];
   private readonly clients = new Map<number, { flags: Int32Array; close(): void }>();
   private nextClient = 1;
 
@@ -156,6 +159,7 @@ export class Cluster {
     }
     this.faults = new FaultState(this.n);
     this.applyPorts = new Array(this.n).fill(undefined);
+    this.starters = new Array(this.n).fill(undefined);
     this.sup = new PeerSupervisor({
       n: this.n,
       timing: this.timing,
@@ -283,7 +287,7 @@ export class Cluster {
     try {
       await this.sup.start(i, { stateMachineOptions: { port: apply.port2 }, transfer: [apply.port2] });
     } catch (e) {
-      this.closeApply(i);
+      this.closePorts(i);
       throw e;
     }
   }
@@ -300,22 +304,38 @@ export class Cluster {
     await this.sup.start(i, { stateMachineOptions: options, transfer });
   }
 
-  private closeApply(i: number): void {
+  /** Close peer i's apply stream and Start() channel (its calls still waiting are rejected). */
+  private closePorts(i: number): void {
     this.applyPorts[i]?.close();
     this.applyPorts[i] = undefined;
+    this.starters[i]?.close();
+    this.starters[i] = undefined;
   }
 
   /** Kill peer i's worker: it becomes unreachable at once and its thread is terminated. */
   async crash(i: number): Promise<void> {
     this.sup.checkPeer('crash', i);
-    this.closeApply(i);
+    this.closePorts(i);
     await this.sup.crash(i);
   }
 
   /** Propose a command (any msgpack-encodable value) on peer i: Figure 2's Start(), answered at once. */
   startCommand(i: number, command: unknown): Promise<StartResult> {
     const bytes = encodeValue(command);
-    return this.sup.call(i, 'startCommand', (api) => api.start(Comlink.transfer(bytes, [bytes.buffer as never])));
+    return this.sup.call(i, 'startCommand', async (api) => {
+      // Over a channel of its own (see StartChannel), opened once per incarnation; calls made
+      // while it is being handed over wait in its port until the worker listens.
+      const incarnation = this.sup.incarnation(i);
+      let starter = this.starters[i];
+      if (starter?.incarnation !== incarnation) {
+        starter?.close();
+        const { port1, port2 } = new MessageChannel();
+        starter = new StartChannel(incarnation, port1, () => new PeerNotRunningError(i, 'startCommand'));
+        this.starters[i] = starter;
+        await api.attachStarter(Comlink.transfer(port2, [port2 as never]));
+      }
+      return starter.start(bytes);
+    });
   }
 
   getState(i: number): Promise<PeerState> {
@@ -344,7 +364,7 @@ export class Cluster {
     if (this.sup.isClosed) return;
     this.faults.shutdown = true;
     for (const id of [...this.clients.keys()]) this.closeClient(id);
-    for (let i = 0; i < this.n; i++) this.closeApply(i);
+    for (let i = 0; i < this.n; i++) this.closePorts(i);
     await this.sup.close();
   }
 }

@@ -74,6 +74,38 @@ t.test('a call in flight when its peer is crashed rejects instead of hanging', a
   }
 });
 
+/** `p`, or a rejection naming `what` once `ms` pass (a lost call fails the test instead of hanging it). */
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+t.test("Start() answers on each incarnation's own channel, calls made while it opens included", async (t) => {
+  const c = new Cluster({ peers: 1 });
+  try {
+    for (const incarnation of [1, 2]) {
+      await c.start(0);
+      // The first calls of an incarnation open its channel; those made meanwhile wait in it.
+      const first = await within(10_000, 'the first calls', Promise.all(Array.from({ length: 20 }, (_, k) => c.startCommand(0, k))));
+      t.equal(first.length, 20, `incarnation ${incarnation}: all 20 calls made at once on a fresh channel are answered`);
+      // A lone peer elects itself; until then Start() answers isLeader false.
+      const deadline = Date.now() + 5000;
+      while (Date.now() < deadline && !(await within(10_000, 'a probe', c.startCommand(0, 'probe'))).isLeader) await sleep(10);
+      const led = await within(10_000, 'the calls to the leader', Promise.all(Array.from({ length: 20 }, (_, k) => c.startCommand(0, k))));
+      t.ok(led.every((r) => r.isLeader), 'a leader accepts them all');
+      t.same(
+        led.map((r) => r.index),
+        led.map((_, k) => led[0]!.index + k),
+        'at consecutive indices, in the order they were made',
+      );
+      await c.crash(0);
+    }
+  } finally {
+    await c.close();
+  }
+});
+
 t.test('garbage in a mailbox is dropped and counted, and the cluster still commits', async (t) => {
   const cfg = await Config.make(3, false, false, { log: (l) => t.comment(l) });
   await cfg.run(async () => {
