@@ -108,7 +108,7 @@ export class Cluster {
   readonly service: { module: string; maxRaftState: number } | undefined;
   private readonly sup: PeerSupervisor;
   private readonly applyPorts: (MessagePort | undefined)[];
-  /** Each peer's Start() channel, opened by its incarnation's first startCommand. */
+  /** Each running peer's Start() channel, opened by its incarnation's first startCommand and closed by crash(). */
   private readonly starters: (StartChannel | undefined)[];
   private readonly clients = new Map<number, { flags: Int32Array; close(): void }>();
   private nextClient = 1;
@@ -323,14 +323,13 @@ export class Cluster {
   startCommand(i: number, command: unknown): Promise<StartResult> {
     const bytes = encodeValue(command);
     return this.sup.call(i, 'startCommand', async (api) => {
-      // Over a channel of its own (see StartChannel), opened once per incarnation; calls made
-      // while it is being handed over wait in its port until the worker listens.
-      const incarnation = this.sup.incarnation(i);
+      // Over a channel of its own (see StartChannel), opened once per incarnation: every
+      // (re)start goes through crash(), which closes the last one. Calls made while it is
+      // being handed over wait in its port until the worker listens.
       let starter = this.starters[i];
-      if (starter?.incarnation !== incarnation) {
-        starter?.close();
+      if (!starter) {
         const { port1, port2 } = new MessageChannel();
-        starter = new StartChannel(incarnation, port1, () => new PeerNotRunningError(i, 'startCommand'));
+        starter = new StartChannel(port1, () => new PeerNotRunningError(i, 'startCommand'));
         this.starters[i] = starter;
         await api.attachStarter(Comlink.transfer(port2, [port2 as never]));
       }

@@ -17,7 +17,6 @@ export class StartChannel {
 
   /** `gone` makes the error for calls still waiting when the channel closes (the peer crashed or the cluster closed). */
   constructor(
-    readonly incarnation: number,
     private readonly port: MessagePort,
     private readonly gone: () => Error,
   ) {
