@@ -43,6 +43,22 @@ export function hardStateChecksum(term: number, vote: number): number {
 
 /** With `config` (its encoded configuration) the checksum covers it too, after the data. */
 export function snapshotChecksum(index: number, term: number, data: Uint8Array, config?: Uint8Array): number {
-  if (!config) return extend(header(KIND_SNAPSHOT, index, term), data);
-  return extend(extend(header(KIND_SNAPSHOT_WITH_CONFIG, index, term), data), config);
+  return snapshotChecksumEnd(extend(snapshotChecksumBegin(index, term, config !== undefined), data), config);
+}
+
+/**
+ * snapshotChecksum a piece at a time, for a snapshot written in pieces:
+ * begin, extend with each piece of the data in order, end. Whether a
+ * configuration follows must be known at the start (it picks the tag).
+ */
+export function snapshotChecksumBegin(index: number, term: number, withConfig: boolean): number {
+  return header(withConfig ? KIND_SNAPSHOT_WITH_CONFIG : KIND_SNAPSHOT, index, term);
+}
+
+export function checksumExtend(crc: number, data: Uint8Array): number {
+  return extend(crc, data);
+}
+
+export function snapshotChecksumEnd(crc: number, config?: Uint8Array): number {
+  return config ? extend(crc, config) : crc;
 }

@@ -5,12 +5,12 @@ import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { EntryType, type Entry, type InitialState, type Ready, type Snapshot } from '../lib/raft/types.js';
 import { decodeConfig, encodeConfig } from '../lib/raft/config.js';
-import { entryChecksum, hardStateChecksum, snapshotChecksum } from './checksum.js';
+import { checksumExtend, entryChecksum, hardStateChecksum, snapshotChecksum, snapshotChecksumBegin, snapshotChecksumEnd } from './checksum.js';
 import { decodeRun, encodeRunBody, prefixBytes, runBounds, runEntries, walkRun, type RunEntry } from './log-runs.js';
 import { StorageError, storageFailure } from './errors.js';
 import { PeerFileLock } from './file-lock.js';
 import { intSize, logEntryStateSize } from './size.js';
-import type { Storage } from './storage.js';
+import type { SnapshotStager, Storage } from './storage.js';
 
 export { StorageError, type StorageErrorCode } from './errors.js';
 
@@ -37,14 +37,17 @@ function nativeBinding(): { nativeBinding?: string } {
  * The schema this code writes and reads (PRAGMA user_version). Version 1
  * had no checksums; version 2 had no Config entries (log.kind) nor a
  * snapshot's configuration (snapshot.config); versions 2 and 3 kept a row
- * per log entry (table log), version 4 keeps a row per run of entries
- * (table log_runs, storage/log-runs.ts). A version 2 or 3 file is read as
- * it is and upgraded when a peer takes it over, in one transaction; every
- * stored checksum is carried over unchanged.
+ * per log entry (table log), versions 4 and 5 keep a row per run of entries
+ * (table log_runs, storage/log-runs.ts). Version 5 may keep a large
+ * snapshot's bytes in pieces (table snapshot_chunks, a generation of
+ * pieces per snapshot, named by snapshot.gen), written ahead of the
+ * commit that records the snapshot (stageSnapshot). A version 2, 3 or 4
+ * file is read as it is and upgraded when a peer takes it over, in one
+ * transaction; every stored checksum is carried over unchanged.
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 /** Versions this code reads and upgrades on take-over. */
-const UPGRADABLE_VERSIONS = [2, 3];
+const UPGRADABLE_VERSIONS = [2, 3, 4];
 
 /** The steps of creating a peer file, in order (a fault test kills the process at each). */
 export type CreateStep = 'temp-opened' | 'temp-written' | 'temp-closed' | 'temp-synced' | 'linked' | 'dir-synced' | 'temp-removed';
@@ -78,7 +81,8 @@ const SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
   CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 1), term INTEGER NOT NULL, vote INTEGER NOT NULL, crc INTEGER NOT NULL);
   CREATE TABLE log_runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, body BLOB NOT NULL);
-  CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL, config BLOB);
+  CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER NOT NULL, config BLOB, gen INTEGER);
+  CREATE TABLE snapshot_chunks (gen INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (gen, seq));
 `;
 
 const UPGRADE_2_TO_3 = `
@@ -87,14 +91,26 @@ const UPGRADE_2_TO_3 = `
   PRAGMA user_version = 3;
 `;
 
+const UPGRADE_4_TO_5 = `
+  ALTER TABLE snapshot ADD COLUMN gen INTEGER;
+  CREATE TABLE snapshot_chunks (gen INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (gen, seq));
+`;
+
 /**
- * Bring a version 2 or 3 file to version 4 (in the caller's transaction):
- * the two columns of version 3, then the log's rows folded into runs of
- * consecutive entries, each entry's stored checksum carried over as it is
- * (the file was verified just before).
+ * Bring a version 2, 3 or 4 file to version 5 (in the caller's
+ * transaction): the two columns of version 3; the log's rows folded into
+ * runs of consecutive entries (version 4), each entry's stored checksum
+ * carried over as it is (the file was verified just before); the table of
+ * snapshot pieces (version 5; the snapshot stays in its row).
  */
 function upgrade(db: Database.Database): void {
-  if (schemaVersion(db) === 2) db.exec(UPGRADE_2_TO_3);
+  const from = schemaVersion(db);
+  if (from === 2) db.exec(UPGRADE_2_TO_3);
+  if (from <= 3) foldLogIntoRuns(db);
+  db.exec(`${UPGRADE_4_TO_5} PRAGMA user_version = ${SCHEMA_VERSION};`);
+}
+
+function foldLogIntoRuns(db: Database.Database): void {
   db.exec('CREATE TABLE log_runs (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, body BLOB NOT NULL)');
   const insert = db.prepare('INSERT INTO log_runs (first, last, body) VALUES (?, ?, ?)');
   const rows = db.prepare('SELECT idx, term, data, crc, kind FROM log ORDER BY idx').raw().all() as [number, number, Buffer, number, number][];
@@ -106,7 +122,7 @@ function upgrade(db: Database.Database): void {
     for (const [from, to] of runBounds(entries)) insert.run(group[from]![0], group[to - 1]![0], encodeRunBody(entries, from, to));
     start = k;
   }
-  db.exec(`DROP TABLE log; PRAGMA user_version = ${SCHEMA_VERSION};`);
+  db.exec('DROP TABLE log');
 }
 
 function schemaVersion(db: Database.Database): number {
@@ -131,6 +147,31 @@ const CHECKPOINT_SQL = `
   PRAGMA wal_checkpoint(FULL);
   UPDATE meta SET value = '${SESSION_CLOSED}' WHERE key = 'session';
 `;
+
+/** A snapshot larger than this is written in pieces of this size, one per step (stageSnapshot). */
+export const SNAPSHOT_PIECE_BYTES = 256 * 1024;
+/** Pieces no snapshot uses that one step of a staging removes. */
+const STALE_PIECES_PER_STEP = 2;
+const EMPTY = new Uint8Array(0);
+
+/** A snapshot being written in pieces, generation `gen`; `crc` runs over what is written, and is whole once `done`. */
+interface Staging {
+  index: number;
+  term: number;
+  data: Uint8Array;
+  config: Uint8Array | undefined;
+  gen: number;
+  written: number;
+  crc: number;
+  done: boolean;
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.length !== b.length) return false;
+  for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
+  return true;
+}
 
 /** Run a checkpoint once the log has grown about this many pages (SQLite's own default is 1000). */
 const CHECKPOINT_PAGES = 1000;
@@ -214,16 +255,18 @@ function readSession(db: Database.Database): unknown {
 
 /** The stored snapshot, its checksum verified. */
 function readSnapshotRow(db: Database.Database, file: string): Snapshot | undefined {
-  const v3 = schemaVersion(db) >= 3;
-  const row = db.prepare(`SELECT idx, term, data, crc${v3 ? ', config' : ', NULL AS config'} FROM snapshot WHERE id = 1`).get() as
-    | { idx: number; term: number; data: Buffer; crc: number; config: Buffer | null }
+  const version = schemaVersion(db);
+  const columns = `idx, term, data, crc${version >= 3 ? ', config' : ', NULL AS config'}${version >= 5 ? ', gen' : ', NULL AS gen'}`;
+  const row = db.prepare(`SELECT ${columns} FROM snapshot WHERE id = 1`).get() as
+    | { idx: number; term: number; data: Buffer; crc: number; config: Buffer | null; gen: number | null }
     | undefined;
   if (!row) return undefined;
   const config = row.config ?? undefined;
-  if (snapshotChecksum(row.idx, row.term, row.data, config) !== row.crc) {
+  const data = row.gen === null ? new Uint8Array(row.data) : readSnapshotChunks(db, file, row.idx, row.gen);
+  if (snapshotChecksum(row.idx, row.term, data, config) !== row.crc) {
     throw new StorageError('corrupt', file, `the snapshot through index ${row.idx} fails its checksum (stored bytes changed)`, { index: row.idx });
   }
-  const snap: Snapshot = { index: row.idx, term: row.term, data: new Uint8Array(row.data) };
+  const snap: Snapshot = { index: row.idx, term: row.term, data };
   if (config) {
     try {
       snap.config = decodeConfig(config);
@@ -232,6 +275,24 @@ function readSnapshotRow(db: Database.Database, file: string): Snapshot | undefi
     }
   }
   return snap;
+}
+
+/** A snapshot's bytes kept in pieces (generation `gen`), joined; the caller verifies its checksum. */
+function readSnapshotChunks(db: Database.Database, file: string, index: number, gen: number): Uint8Array {
+  const rows = db.prepare('SELECT seq, data FROM snapshot_chunks WHERE gen = ? ORDER BY seq').raw().all(gen) as [number, Buffer][];
+  let size = 0;
+  for (let k = 0; k < rows.length; k++) {
+    if (rows[k]![0] !== k) throw new StorageError('corrupt', file, `the snapshot through index ${index} lacks its piece ${k} (stored rows removed)`, { index });
+    size += rows[k]![1].length;
+  }
+  if (rows.length === 0) throw new StorageError('corrupt', file, `the snapshot through index ${index} has none of its pieces (stored rows removed)`, { index });
+  const data = new Uint8Array(size);
+  let at = 0;
+  for (const [, piece] of rows) {
+    data.set(piece, at);
+    at += piece.length;
+  }
+  return data;
 }
 
 /** The stored log after the snapshot, every entry's checksum verified. */
@@ -399,6 +460,12 @@ export class SqliteStorage implements Storage {
   private storedLast: number;
   /** Pages written to the write-ahead log since the last checkpoint (an estimate). */
   private walPages = 0;
+  /** The generation of pieces the recorded snapshot's bytes are in (null: in its row, or no snapshot). */
+  private liveGen: number | null;
+  /** The snapshot whose bytes are being written in pieces, if one is. */
+  private staging: Staging | undefined;
+  /** What the last Ready's snapshot record named (set inside its transaction, taken as liveGen once it commits). */
+  private recordedGen: number | null = null;
 
   constructor(file: string, opts: SqliteOptions) {
     if (typeof file !== 'string' || file === '') throw new TypeError(`file must be a path, got ${String(file)}`);
@@ -427,7 +494,12 @@ export class SqliteStorage implements Storage {
     const db = this.db;
     this.stmts = {
       hard: db.prepare('UPDATE hard_state SET term = ?, vote = ?, crc = ? WHERE id = 1'),
-      snap: db.prepare('INSERT OR REPLACE INTO snapshot (id, idx, term, data, crc, config) VALUES (1, ?, ?, ?, ?, ?)'),
+      snap: db.prepare('INSERT OR REPLACE INTO snapshot (id, idx, term, data, crc, config, gen) VALUES (1, ?, ?, ?, ?, ?, ?)'),
+      liveGen: db.prepare('SELECT gen FROM snapshot WHERE id = 1').raw(),
+      topGen: db.prepare('SELECT MAX(gen) FROM snapshot_chunks').raw(),
+      insertChunk: db.prepare('INSERT INTO snapshot_chunks (gen, seq, data) VALUES (?, ?, ?)'),
+      // Pieces of neither the recorded snapshot nor the one being written: left by a staging given up, or by the snapshot before.
+      dropStale: db.prepare('DELETE FROM snapshot_chunks WHERE rowid IN (SELECT rowid FROM snapshot_chunks WHERE gen IS NOT ? AND gen IS NOT ? LIMIT ?)'),
       insertRun: db.prepare('INSERT INTO log_runs (first, last, body) VALUES (?, ?, ?)'),
       runsThrough: db.prepare('DELETE FROM log_runs WHERE last <= ?'),
       runsFrom: db.prepare('DELETE FROM log_runs WHERE first >= ?'),
@@ -445,12 +517,21 @@ export class SqliteStorage implements Storage {
     };
     const entries = this.initial!.entries;
     this.storedLast = entries.length > 0 ? entries[entries.length - 1]!.index : 0;
+    this.liveGen = ((s.liveGen.get() as [number | null] | undefined) ?? [null])[0];
     this.writeReady = db.transaction((rd: Ready) => {
       if (rd.hardState) s.hard.run(rd.hardState.term, rd.hardState.vote, hardStateChecksum(rd.hardState.term, rd.hardState.vote));
       if (rd.snapshot) {
         const sn = rd.snapshot;
         const config = sn.config ? encodeConfig(sn.config) : undefined;
-        s.snap.run(sn.index, sn.term, sn.data, snapshotChecksum(sn.index, sn.term, sn.data, config), config ?? null);
+        const st = this.staging;
+        if (st?.done && st.index === sn.index && st.term === sn.term && st.data === sn.data && sameBytes(st.config, config)) {
+          // Its bytes are written already, in pieces: only the record that makes them the snapshot.
+          s.snap.run(sn.index, sn.term, EMPTY, st.crc, config ?? null, st.gen);
+          this.recordedGen = st.gen;
+        } else {
+          s.snap.run(sn.index, sn.term, sn.data, snapshotChecksum(sn.index, sn.term, sn.data, config), config ?? null, null);
+          this.recordedGen = null;
+        }
         // A run that straddles the snapshot stays whole; readers skip its entries at or below the snapshot.
         s.runsThrough.run(sn.index);
       }
@@ -543,13 +624,81 @@ export class SqliteStorage implements Storage {
     try {
       this.writeReady(rd);
       this.storedLast = rd.lastIndex;
-      let bytes = rd.snapshot ? rd.snapshot.data.length : 0;
+      let bytes = 0;
+      if (rd.snapshot) {
+        // Whichever snapshot was recorded, a staging is over: used, or given up for this one.
+        this.liveGen = this.recordedGen;
+        this.staging = undefined;
+        if (this.liveGen === null) bytes += rd.snapshot.data.length;
+      }
       for (const e of rd.entries) bytes += e.data.length + 24;
       this.walPages += 2 + Math.ceil(bytes / PAGE_BYTES);
       if (this.walPages >= CHECKPOINT_PAGES) this.checkpoint(this.db);
     } catch (e) {
       throw storageFailure(e, this.file, 'writing');
     }
+  }
+
+  /**
+   * A snapshot larger than one piece (SNAPSHOT_PIECE_BYTES) is written a
+   * piece per step, each in a transaction of its own, before the Ready that
+   * records it: written whole inside that Ready, a 50 MB snapshot held each
+   * peer for about a second here (three peers writing at once), long enough
+   * for its followers to start an election. Until the record is written the
+   * pieces are not the snapshot, so a crash between steps loses nothing:
+   * the file still holds the snapshot before. Each step also removes a few
+   * pieces no snapshot uses any more.
+   */
+  stageSnapshot(snap: Snapshot): SnapshotStager | undefined {
+    if (snap.data.length <= SNAPSHOT_PIECE_BYTES) return undefined;
+    const config = snap.config ? encodeConfig(snap.config) : undefined;
+    let top: number | null;
+    try {
+      top = (this.stmts.topGen.get() as [number | null])[0];
+    } catch (e) {
+      throw storageFailure(e, this.file, 'reading');
+    }
+    const st: Staging = {
+      index: snap.index,
+      term: snap.term,
+      data: snap.data,
+      config,
+      gen: Math.max(top ?? 0, this.liveGen ?? 0) + 1,
+      written: 0,
+      crc: snapshotChecksumBegin(snap.index, snap.term, config !== undefined),
+      done: false,
+    };
+    this.staging = st;
+    return {
+      step: () => this.stageStep(st),
+      cancel: () => {
+        if (this.staging === st) this.staging = undefined;
+      },
+    };
+  }
+
+  /** One piece of `st` (and a few stale pieces removed); true once all are written. A staging given up has nothing left to do. */
+  private stageStep(st: Staging): boolean {
+    if (this.staging !== st || st.done) return true;
+    const s = this.stmts;
+    const end = Math.min(st.data.length, st.written + SNAPSHOT_PIECE_BYTES);
+    const piece = st.data.subarray(st.written, end);
+    try {
+      this.db.transaction(() => {
+        s.dropStale.run(this.liveGen, st.gen, STALE_PIECES_PER_STEP);
+        s.insertChunk.run(st.gen, Math.floor(st.written / SNAPSHOT_PIECE_BYTES), piece);
+      })();
+      st.crc = checksumExtend(st.crc, piece);
+      st.written = end;
+      this.walPages += 2 + Math.ceil(piece.length / PAGE_BYTES);
+      if (this.walPages >= CHECKPOINT_PAGES) this.checkpoint(this.db);
+    } catch (e) {
+      throw storageFailure(e, this.file, 'writing');
+    }
+    if (st.written < st.data.length) return false;
+    st.crc = snapshotChecksumEnd(st.crc, st.config);
+    st.done = true;
+    return true;
   }
 
   raftStateSize(): number {

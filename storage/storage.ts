@@ -1,4 +1,12 @@
-import type { InitialState, Ready } from '../lib/raft/types.js';
+import type { InitialState, Ready, Snapshot } from '../lib/raft/types.js';
+
+/** Writes a snapshot's bytes a piece per step (Storage.stageSnapshot). */
+export interface SnapshotStager {
+  /** Write the next piece, durably; true once every piece is written. */
+  step(): boolean;
+  /** Give it up: what it wrote is never used, and goes as later writes tidy up. */
+  cancel(): void;
+}
 
 /**
  * Where a peer keeps what Figure 2 calls persistent state. `save` writes one
@@ -10,6 +18,17 @@ export interface Storage {
   load(): InitialState;
   save(rd: Ready): void;
   close(): void;
+  /**
+   * Optional. Begin writing `snap`'s bytes ahead of the Ready that records
+   * it, a piece per step, so that no one write holds the peer (and, on a
+   * leader, its group) for as long as the whole state takes to write.
+   * Undefined: the snapshot is small enough to go with its Ready (or this
+   * storage cannot). Once every step is done, a save() of a Ready carrying
+   * this very snapshot (the same data object, index, term and
+   * configuration) writes only its small record; a save of any other
+   * snapshot gives the staged one up.
+   */
+  stageSnapshot?(snap: Snapshot): SnapshotStager | undefined;
 }
 
 /** Volatile storage: state lives as long as the worker. A restart starts empty. */

@@ -39,7 +39,7 @@ export interface GroupOptions {
   snapshotThreshold?: number;
   /**
    * ...and once the Raft state is also at least this many times the size of
-   * the latest snapshot (default 1; 0: the threshold alone decides). A
+   * the latest snapshot (default 2; 0: the threshold alone decides). A
    * snapshot holds the whole state machine, so with a threshold alone a
    * large table would be written out again every few thousand commands;
    * with a ratio r, snapshots cost at most 1/r of what writing the log

@@ -50,6 +50,8 @@ export class PeerMeter {
         this.saveSeconds.observe((performance.now() - t0) / 1000);
       },
       close: () => storage.close(),
+      // A large snapshot's pieces are written between Readies (not timed: they are not saves of a Ready).
+      ...(storage.stageSnapshot ? { stageSnapshot: (snap) => storage.stageSnapshot!(snap) } : {}),
     };
   }
 

@@ -2,16 +2,22 @@ import { RaftCore, type CoreStatus, type PlantedBugs } from '../raft/core.js';
 import { seededRng } from '../raft/prng.js';
 import { EntryType, MessageType, Role, type ClusterConfig, type Entry, type ReadState, type Snapshot, type SnapshotRequest } from '../raft/types.js';
 import type { ConfigChange } from '../raft/config.js';
-import type { Storage } from '../../storage/storage.js';
+import type { SnapshotStager, Storage } from '../../storage/storage.js';
 import { HostMessageType, type ForwardReply, type ForwardRequest, type WireMessage } from './messages.js';
 import { Status, type Outcome, type OutcomeCallback } from './outcome.js';
 import { RaftStateSize } from './raft-state-size.js';
 import type { ByteStateMachine, Clock, SnapshotWriter, TimerHandle, Transport } from './seams.js';
 
-/** A snapshot being written a step at a time, and the index it is taken at. */
+/**
+ * A snapshot being made a step at a time, and the index it is taken at:
+ * first the state machine's writer encodes it, then (for a large one) the
+ * storage writes its bytes in pieces, before the log is compacted.
+ */
 interface Writing {
   index: number;
   writer: SnapshotWriter;
+  /** Once encoded: its bytes, and the storage writing them ahead of the compaction. */
+  staged?: { data: Uint8Array; stager: SnapshotStager };
 }
 
 /** Timing of a peer, in the units the core and its host use. */
@@ -570,7 +576,29 @@ export class PeerHost {
     }
     const index = this.bugs?.snapshotAtFinish ? this.applied : w.index;
     // A snapshot installed meanwhile may already cover its index: then it is simply not needed.
-    if (index > this.core.log.snapshotIndex()) this.compactTo(index, data);
+    if (index <= this.core.log.snapshotIndex()) return;
+    const meta = this.core.snapshotMetaAt(index);
+    const stager = meta ? this.storage.stageSnapshot?.({ index, term: meta.term, config: meta.config, data }) : undefined;
+    if (!stager) {
+      this.compactTo(index, data);
+      return;
+    }
+    const staged: Writing = { index, writer: w.writer, staged: { data, stager } };
+    this.writing = staged;
+    this.clock.defer(() => this.stepStaging(staged));
+  }
+
+  /** One piece of a large snapshot written by storage; once all are, the log is compacted (its Ready records the snapshot). */
+  private stepStaging(w: Writing): void {
+    if (this.writing !== w || this.stopped) return;
+    this.writing = undefined;
+    const { data, stager } = w.staged!;
+    if (!stager.step()) {
+      this.writing = w;
+      this.clock.defer(() => this.stepStaging(w));
+      return;
+    }
+    if (w.index > this.core.log.snapshotIndex()) this.compactTo(w.index, data);
   }
 
   private cancelWriting(): void {
@@ -578,7 +606,8 @@ export class PeerHost {
     if (!w) return;
     this.writing = undefined;
     try {
-      w.writer.cancel();
+      if (w.staged) w.staged.stager.cancel();
+      else w.writer.cancel();
     } catch {
       // The writer is given up either way; a cancel that fails must not stop a restore or the peer's stop.
     }

@@ -694,13 +694,22 @@ export class RaftCore {
     if (index > this.log.appliedIndex) {
       throw new RaftOptionError('index', `cannot snapshot at ${index}: only ${this.log.appliedIndex} is applied`);
     }
-    const term = this.log.term(index)!;
-    const config = this.configAt(index);
+    const { term, config } = this.snapshotMetaAt(index)!;
     this.log.compactTo(index, term);
     this.noteCompacted(index, config);
     this.snapshot = { index, term, data, config };
     this.unpersistedSnapshot = this.snapshot;
     return true;
+  }
+
+  /**
+   * The term and configuration that compact(index) would record with a
+   * snapshot at `index` (undefined unless applied and not yet compacted):
+   * what a snapshot written ahead of its compaction is checksummed with.
+   */
+  snapshotMetaAt(index: number): { term: number; config: ClusterConfig } | undefined {
+    if (index <= this.log.snapshotIndex() || index > this.log.appliedIndex) return undefined;
+    return { term: this.log.term(index)!, config: this.configAt(index) };
   }
 
   /** The latest snapshot (index 0 and no data when none was taken). */

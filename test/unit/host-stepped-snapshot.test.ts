@@ -6,13 +6,44 @@
 import t from 'tap';
 import { PeerHost } from '../../lib/node/host.js';
 import type { ByteStateMachine, Clock, SnapshotWriter, Transport } from '../../lib/node/seams.js';
-import { MessageType, type Entry } from '../../lib/raft/index.js';
-import { MemoryStorage } from '../../storage/storage.js';
+import { MessageType, type Entry, type Ready, type Snapshot } from '../../lib/raft/index.js';
+import { MemoryStorage, type SnapshotStager } from '../../storage/storage.js';
 
 const STEPS = 5;
 // 40 entries of one byte pass it (5 bytes of Raft state each); the 10 that follow do not.
 
-function follower() {
+const PIECES = 3;
+
+/** Memory storage that stages every snapshot in PIECES steps, and records what it was asked and saved. */
+class StagingStorage extends MemoryStorage {
+  readonly staged: { snap: Snapshot; steps: number; cancelled: boolean }[] = [];
+  readonly savedSnapshots: { snap: Snapshot; stagedFirst: boolean }[] = [];
+
+  stageSnapshot(snap: Snapshot): SnapshotStager {
+    const st = { snap, steps: 0, cancelled: false };
+    this.staged.push(st);
+    return {
+      step: () => {
+        if (st.cancelled) throw new Error('a cancelled stager was stepped');
+        return ++st.steps >= PIECES;
+      },
+      cancel: () => {
+        st.cancelled = true;
+      },
+    };
+  }
+
+  override save(rd: Ready): void {
+    if (rd.snapshot) {
+      const sn = rd.snapshot;
+      const st = this.staged.find((x) => x.snap.data === sn.data && x.steps >= PIECES && !x.cancelled);
+      this.savedSnapshots.push({ snap: sn, stagedFirst: st !== undefined && st.snap.index === sn.index && st.snap.term === sn.term });
+    }
+    super.save(rd);
+  }
+}
+
+function follower(storage: MemoryStorage = new MemoryStorage()) {
   const deferred: (() => void)[] = [];
   const clock: Clock = { now: () => 0, setTimer: () => ({}), clearTimer: () => {}, defer: (fn) => void deferred.push(fn) };
   const transport: Transport = { send: () => {}, flush: () => {}, close: () => {}, reachable: () => true };
@@ -47,7 +78,6 @@ function follower() {
       return undefined;
     },
   };
-  const storage = new MemoryStorage();
   const host = new PeerHost(
     { id: 1, peers: 3, seed: 1, timing: { tickMs: 10, electionTicks: 50, heartbeatTicks: 10 }, snapshotThreshold: 200 },
     { storage, transport, clock, stateMachine },
@@ -68,7 +98,7 @@ function follower() {
   const turn = () => {
     for (const fn of deferred.splice(0)) fn();
   };
-  return { host, log, append, turn, deferred, stored, total: () => total };
+  return { host, log, append, turn, deferred, stored, total: () => total, storage };
 }
 
 t.test('entries are applied between the steps; the snapshot is stored at the index it began at', async (t) => {
@@ -132,4 +162,53 @@ t.test('an explicit snapshot supersedes the one being written', async (t) => {
   t.equal(f.host.status().snapshotIndex, 45, 'the log is compacted through everything applied');
   t.same(f.stored(), { index: 45, total: 45 }, 'and the older snapshot, had it finished, did not replace it');
   f.host.stop();
+});
+
+t.test('a storage that writes snapshots in pieces gets every piece written before the Ready that records the snapshot', async (t) => {
+  const storage = new StagingStorage();
+  const f = follower(storage);
+  f.append(40);
+  for (let k = 0; k < STEPS + 1; k++) f.turn(); // the drain that begins it, then the writer's steps
+  t.equal(storage.staged.length, 1, 'once encoded, the snapshot went to the storage to be staged');
+  const st = storage.staged[0]!;
+  t.same([st.snap.index, st.snap.term], [40, 1], 'at the index it began at, with its term');
+  t.same(st.snap.config?.voters, [0, 1, 2], 'and the configuration the compaction records');
+  t.equal(f.host.status().snapshotIndex, 0, 'nothing is compacted while its pieces are written');
+  f.append(5);
+  f.turn(); // a drain and the first piece
+  t.equal(f.total(), 45, 'entries that come meanwhile are applied');
+  for (let k = 0; k < 10 && f.deferred.length > 0; k++) f.turn();
+  t.equal(st.steps, PIECES, `every piece was written (${PIECES} steps)`);
+  t.equal(f.host.status().snapshotIndex, 40, 'then the log was compacted');
+  t.equal(storage.savedSnapshots.length, 1);
+  t.ok(storage.savedSnapshots[0]!.stagedFirst, 'and the Ready recording it carried the very bytes, index and term staged');
+  t.same(f.stored(), { index: 40, total: 40 });
+  f.host.stop();
+});
+
+t.test('a snapshot installed from the leader while pieces are written gives the staging up', async (t) => {
+  const storage = new StagingStorage();
+  const f = follower(storage);
+  f.append(40);
+  for (let k = 0; k < STEPS + 2; k++) f.turn();
+  const st = storage.staged[0]!;
+  t.equal(st.steps, 1, 'one piece written');
+  f.host.receive({ type: MessageType.Snapshot, from: 0, to: 1, term: 1, snapshot: { index: 100, term: 1, data: new TextEncoder().encode('100') } });
+  for (let k = 0; k < 10 && f.deferred.length > 0; k++) f.turn();
+  t.ok(st.cancelled, 'the stager was cancelled');
+  t.equal(st.steps, 1, 'and never stepped again');
+  t.same(f.stored(), { index: 100, total: 100 }, "the leader's snapshot is stored");
+  t.same(storage.savedSnapshots.map((x) => [x.snap.index, x.stagedFirst]), [[100, false]], 'and it is the only snapshot saved');
+  f.host.stop();
+});
+
+t.test('stopping the peer while pieces are written cancels the staging', async (t) => {
+  const storage = new StagingStorage();
+  const f = follower(storage);
+  f.append(40);
+  for (let k = 0; k < STEPS + 1; k++) f.turn();
+  f.host.stop();
+  t.ok(storage.staged[0]!.cancelled);
+  f.turn();
+  t.equal(storage.staged[0]!.steps, 0, 'no piece is written after the stop');
 });

@@ -160,6 +160,25 @@ t.test('a step of a table of large values stops at about 256 K characters, not 2
   let got: Uint8Array | undefined;
   let steps = 0;
   while ((got = w.step()) === undefined) steps++;
-  t.equal(steps, 25, '100 values of 64 K characters take 25 steps of 4 (and a last one that finds the end)');
+  t.equal(steps, 26, '100 values of 64 K characters take 25 steps of 4, a last one that finds the end and puts the first 4 MB together, and one for the rest');
   t.ok(Buffer.from(got).equals(Buffer.from(want)), 'the same bytes');
+});
+
+t.test("a large snapshot's bytes are put together over steps of about 4 MB, and what is applied meanwhile does not reach them", async (t) => {
+  const m = new KvStateMachine();
+  // 40 MB of values: 10 steps of rows (4 MB each), then 10 of putting 40 MB together.
+  for (let i = 0; i < 640; i++) m.apply(cmd(1, 'put', `k${i}`, String.fromCharCode(97 + (i % 26)).repeat(64 * 1024)));
+  const want = m.snapshot();
+  const w = m.beginSnapshot();
+  let got: Uint8Array | undefined;
+  let steps = 0;
+  while ((got = w.step()) === undefined) {
+    steps++;
+    m.apply(cmd(2, 'put', `k${steps}`, 'changed'));
+    m.apply(cmd(2, 'put', `new${steps}`, 'added'));
+  }
+  t.ok(steps >= 168, `${steps + 1} steps: 160 of rows, then the bytes a few MB at a time`);
+  t.ok(steps <= 172, 'not one step per piece');
+  t.equal(got.length, want.length, `${(want.length / 1e6).toFixed(1)} MB`);
+  t.ok(Buffer.from(got).equals(Buffer.from(want)), 'the same bytes as snapshot() when it began');
 });

@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import t from 'tap';
 import { seededRng } from '../../lib/raft/prng.js';
 import { SqliteStorage } from '../../storage/sqlite.js';
+import { snapshotBytes } from '../fixtures/snapshot-bytes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'actor-raft-terminate-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,4 +52,45 @@ t.test('terminating the writer at random moments never makes its file refused or
     }
   }
   t.ok(opened >= rounds / 2, `the writer had opened the file in ${opened} of ${rounds} rounds (the others were cut off while opening it)`);
+});
+
+t.test('terminating a writer while it writes snapshots in pieces leaves the last recorded snapshot whole, never a mix', async (t) => {
+  const file = join(dir, 'peer-1.sqlite');
+  const rng = seededRng(0x5a6e);
+  const rounds = 30;
+  let recordedSome = 0;
+  for (let r = 0; r < rounds; r++) {
+    const w = new Worker(new URL('../fixtures/storage-staging-writer.js', import.meta.url), { workerData: { file } });
+    let recorded = 0;
+    w.on('message', (m: unknown) => {
+      if (typeof m === 'number') recorded = m;
+    });
+    const failed = new Promise<Error>((resolve) => w.once('error', resolve));
+    const isOpen = new Promise<void>((resolve) => w.on('message', (m: unknown) => m === 'open' && resolve()));
+    const ms = 5 + Math.floor(rng() * 60);
+    const err = await Promise.race([isOpen.then(() => new Promise<undefined>((r2) => setTimeout(() => r2(undefined), ms))), failed]);
+    if (err) {
+      t.fail(`round ${r}: the writer failed: ${err.message}`);
+      break;
+    }
+    await w.terminate();
+    if (recorded > 0) recordedSome++;
+    try {
+      const s = new SqliteStorage(file, { peer: 0 });
+      const snap = s.load().snapshot;
+      s.close();
+      if (recorded > 0 && (!snap || snap.index < recorded)) {
+        t.fail(`round ${r}: the snapshot at ${recorded} was recorded, but the file holds ${snap ? `one at ${snap.index}` : 'none'}`);
+        break;
+      }
+      if (snap && !Buffer.from(snap.data).equals(Buffer.from(snapshotBytes(snap.index)))) {
+        t.fail(`round ${r}: the snapshot at ${snap.index} holds bytes that are not its own`);
+        break;
+      }
+    } catch (e) {
+      t.fail(`round ${r} (terminated after ${ms} ms): reopening failed: ${(e as Error).message}`);
+      break;
+    }
+  }
+  t.ok(recordedSome >= rounds / 3, `the writer recorded a snapshot before it was terminated in ${recordedSome} of ${rounds} rounds`);
 });

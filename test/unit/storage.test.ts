@@ -7,7 +7,7 @@ import t from 'tap';
 import { EntryType, type Entry, type Ready } from '../../lib/raft/types.js';
 import { encodeConfig } from '../../lib/raft/config.js';
 import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../../storage/log-runs.js';
-import { SCHEMA_VERSION, SqliteStorage, StorageError } from '../../storage/sqlite.js';
+import { SCHEMA_VERSION, SNAPSHOT_PIECE_BYTES, SqliteStorage, StorageError } from '../../storage/sqlite.js';
 import { writeOldPeerFile } from '../fixtures/old-schema-file.js';
 import { randInt, seededRng } from '../../lib/raft/prng.js';
 import { intSize, logEntryStateSize } from '../../storage/size.js';
@@ -227,7 +227,7 @@ t.test('a version 3 file (a row per entry) is upgraded to runs on take-over, eve
   s.close();
   const db = new Database(file, { readonly: true });
   t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION, `version ${SCHEMA_VERSION} now`);
-  t.same(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").raw().all().flat(), ['hard_state', 'log_runs', 'meta', 'snapshot'], 'the row-per-entry table is gone');
+  t.same(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").raw().all().flat(), ['hard_state', 'log_runs', 'meta', 'snapshot', 'snapshot_chunks'], 'the row-per-entry table is gone, the table of snapshot pieces is there');
   db.close();
   t.same(rowsOf(file), [[1, 4], [5, 5]], 'its rows folded into one run');
 
@@ -377,4 +377,156 @@ t.test('a reader of a running peer file sees one commit: the snapshot and the ru
   }
   t.ok(moved > 20, `the writer committed snapshots while the reader read (${moved} different snapshots seen in ${reads} reads)`);
   t.same(problems, [], `every read saw one committed state (${reads} reads)`);
+});
+
+/** `n` bytes from a seeded generator: a snapshot whose every piece differs. */
+function bytesOf(n: number, seed: number): Uint8Array {
+  const rng = seededRng(seed);
+  const out = new Uint8Array(n);
+  for (let k = 0; k < n; k++) out[k] = Math.floor(rng() * 256);
+  return out;
+}
+
+/** The generations of snapshot pieces in a closed file, and how many pieces each has. */
+function piecesOf(file: string): [number, number][] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare('SELECT gen, COUNT(*) FROM snapshot_chunks GROUP BY gen ORDER BY gen').raw().all() as [number, number][];
+  } finally {
+    db.close();
+  }
+}
+
+const CONFIG = { voters: [0, 1, 2], learners: [] };
+
+t.test('a large snapshot is written in pieces ahead of its record; until the record the file holds the snapshot before', async (t) => {
+  const file = fresh();
+  const s = new SqliteStorage(file, { peer: 0, shareReads: true });
+  s.save(ready({ hardState: { term: 1, vote: 0 }, entries: [1, 2, 3, 4].map((i) => ent(i, 1)), lastIndex: 4 }));
+  const small = enc.encode('state@1');
+  t.equal(s.stageSnapshot({ index: 1, term: 1, data: small, config: CONFIG }), undefined, 'a snapshot of one piece or less goes with its Ready');
+  s.save(ready({ snapshot: { index: 1, term: 1, data: small, config: CONFIG }, lastIndex: 4 }));
+
+  const big = bytesOf(3 * SNAPSHOT_PIECE_BYTES + 1000, 7);
+  const snap = { index: 3, term: 1, data: big, config: CONFIG };
+  const stager = s.stageSnapshot(snap);
+  t.ok(stager, 'a larger one is staged');
+  let steps = 0;
+  for (let done = false; !done; ) {
+    done = stager!.step();
+    steps++;
+    t.same(new TextDecoder().decode(SqliteStorage.inspect(file).snapshot!.data), 'state@1', `after step ${steps} a reader still finds the snapshot before`);
+  }
+  t.equal(steps, 4, 'one step per piece: 3 whole pieces and the rest');
+  t.equal(stager!.step(), true, 'a finished stager has nothing left to do');
+  s.save(ready({ snapshot: snap, lastIndex: 4 }));
+  const seen = SqliteStorage.inspect(file).snapshot!;
+  t.equal(seen.index, 3, 'the record makes it the snapshot');
+  t.ok(Buffer.from(seen.data).equals(Buffer.from(big)), 'with every byte');
+  s.close();
+  const db = new Database(file, { readonly: true });
+  const row = db.prepare('SELECT length(data) AS n, gen FROM snapshot WHERE id = 1').get() as { n: number; gen: number };
+  db.close();
+  t.equal(row.n, 0, 'the record holds no bytes of its own');
+  t.same(piecesOf(file), [[row.gen, 4]], 'they are its generation of 4 pieces');
+  const again = new SqliteStorage(file, { peer: 0 });
+  const st = again.load();
+  t.ok(Buffer.from(st.snapshot!.data).equals(Buffer.from(big)), 'reopened: the same bytes, checksum verified');
+  t.same(st.snapshot!.config, CONFIG, 'and its configuration');
+  t.same(st.entries.map((e) => e.index), [4], 'the log after it');
+  again.close();
+});
+
+t.test('pieces no snapshot uses go as later snapshots are staged; a staging given up or overtaken is never recorded', async (t) => {
+  const file = fresh();
+  let s = new SqliteStorage(file, { peer: 0 });
+  s.save(ready({ hardState: { term: 1, vote: 0 }, entries: [1, 2, 3, 4, 5, 6].map((i) => ent(i, 1)), lastIndex: 6 }));
+  const stageAll = (index: number, data: Uint8Array) => {
+    const st = s.stageSnapshot({ index, term: 1, data, config: CONFIG })!;
+    while (!st.step());
+    return st;
+  };
+  const a = bytesOf(2 * SNAPSHOT_PIECE_BYTES + 10, 1);
+  stageAll(2, a);
+  s.save(ready({ snapshot: { index: 2, term: 1, data: a, config: CONFIG }, lastIndex: 6 }));
+
+  // Given up after two pieces (the peer installed a leader's snapshot meanwhile).
+  const b = s.stageSnapshot({ index: 3, term: 1, data: bytesOf(3 * SNAPSHOT_PIECE_BYTES, 2), config: CONFIG })!;
+  b.step();
+  b.step();
+  b.cancel();
+  t.equal(b.step(), true, 'a cancelled stager writes nothing more');
+  // Staged in full, but the Ready carries other bytes for its index: those are recorded, in the row.
+  const c = bytesOf(2 * SNAPSHOT_PIECE_BYTES + 5, 3);
+  stageAll(3, c);
+  const installed = bytesOf(2 * SNAPSHOT_PIECE_BYTES + 5, 4);
+  s.save(ready({ snapshot: { index: 3, term: 1, data: installed, config: CONFIG }, lastIndex: 6 }));
+  s.close();
+  const stale = piecesOf(file);
+  t.same(stale.map(([, n]) => n), [3, 3], `the first snapshot's pieces and the overtaken staging's are on disk (the given-up one's 2 went while that was written): ${JSON.stringify(stale)}`);
+  const db = new Database(file, { readonly: true });
+  t.equal((db.prepare('SELECT gen FROM snapshot WHERE id = 1').get() as { gen: number | null }).gen, null, 'the recorded snapshot is in its row, none of them');
+  db.close();
+  s = new SqliteStorage(file, { peer: 0 });
+  t.ok(Buffer.from(s.load().snapshot!.data).equals(Buffer.from(installed)), 'reopened: the bytes the Ready carried');
+
+  const d = bytesOf(3 * SNAPSHOT_PIECE_BYTES, 5);
+  stageAll(5, d);
+  s.save(ready({ snapshot: { index: 5, term: 1, data: d, config: CONFIG }, lastIndex: 6 }));
+  s.close();
+  const left = piecesOf(file);
+  t.equal(left.length, 1, `the 6 stale pieces went while 3 new ones were written (2 a step): ${JSON.stringify(left)}`);
+  t.equal(left[0]![1], 3, "what is left is the recorded snapshot's pieces");
+  s = new SqliteStorage(file, { peer: 0 });
+  t.ok(Buffer.from(s.load().snapshot!.data).equals(Buffer.from(d)), 'which read back whole');
+  s.close();
+});
+
+t.test('a snapshot piece changed or removed is refused as corrupt', async (t) => {
+  const make = () => {
+    const file = fresh();
+    const s = new SqliteStorage(file, { peer: 0 });
+    s.save(ready({ hardState: { term: 1, vote: 0 }, entries: [ent(1, 1), ent(2, 1)], lastIndex: 2 }));
+    const data = bytesOf(2 * SNAPSHOT_PIECE_BYTES + 100, 9);
+    const st = s.stageSnapshot({ index: 1, term: 1, data, config: CONFIG })!;
+    while (!st.step());
+    s.save(ready({ snapshot: { index: 1, term: 1, data, config: CONFIG }, lastIndex: 2 }));
+    s.close();
+    return file;
+  };
+  const changed = make();
+  let db = new Database(changed);
+  db.prepare('UPDATE snapshot_chunks SET data = ? WHERE seq = 1').run(Buffer.from(bytesOf(SNAPSHOT_PIECE_BYTES, 10)));
+  db.close();
+  refused(t, changed, 0, 'corrupt', 'a changed piece');
+  const gone = make();
+  db = new Database(gone);
+  db.prepare('DELETE FROM snapshot_chunks WHERE seq = 1').run();
+  db.close();
+  refused(t, gone, 0, 'corrupt', 'a removed piece');
+  t.throws(() => new SqliteStorage(gone, { peer: 0 }), /lacks its piece 1/, 'the message says which piece');
+});
+
+t.test('a version 4 file is upgraded on take-over: its snapshot stays in its row, and the next large one is written in pieces', async (t) => {
+  const file = fresh();
+  const state = enc.encode('state@2');
+  writeOldPeerFile(file, 4, 0, { term: 3, vote: 2 }, [], { index: 2, term: 1, data: state, config: CONFIG });
+  t.same(new TextDecoder().decode(SqliteStorage.inspect(file).snapshot!.data), 'state@2', 'readable as it is');
+  const s = new SqliteStorage(file, { peer: 0 });
+  const st = s.load();
+  t.same(st.hardState, { term: 3, vote: 2 });
+  t.same(new TextDecoder().decode(st.snapshot!.data), 'state@2', 'its snapshot');
+  t.same(st.snapshot!.config, CONFIG);
+  s.save(ready({ entries: [3, 4].map((i) => ent(i, 3)), lastIndex: 4 }));
+  const big = bytesOf(SNAPSHOT_PIECE_BYTES + 1, 11);
+  const stager = s.stageSnapshot({ index: 3, term: 3, data: big, config: CONFIG })!;
+  while (!stager.step());
+  s.save(ready({ snapshot: { index: 3, term: 3, data: big, config: CONFIG }, lastIndex: 4 }));
+  s.close();
+  const db = new Database(file, { readonly: true });
+  t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION, `version ${SCHEMA_VERSION} now`);
+  db.close();
+  const again = new SqliteStorage(file, { peer: 0 });
+  t.ok(Buffer.from(again.load().snapshot!.data).equals(Buffer.from(big)), 'the staged snapshot reads back');
+  again.close();
 });
