@@ -455,6 +455,8 @@ export class SqliteStorage implements Storage {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly writeReady: (rd: Ready) => void;
+  /** One piece of a staged snapshot, with a few stale pieces removed, in one transaction. */
+  private readonly writePiece: (gen: number, seq: number, piece: Uint8Array) => void;
   private initial: InitialState | undefined;
   /** No stored entry lies above this index (the last Ready's lastIndex, or the highest on open). */
   private storedLast: number;
@@ -518,6 +520,10 @@ export class SqliteStorage implements Storage {
     const entries = this.initial!.entries;
     this.storedLast = entries.length > 0 ? entries[entries.length - 1]!.index : 0;
     this.liveGen = ((s.liveGen.get() as [number | null] | undefined) ?? [null])[0];
+    this.writePiece = db.transaction((gen: number, seq: number, piece: Uint8Array) => {
+      s.dropStale.run(this.liveGen, gen, STALE_PIECES_PER_STEP);
+      s.insertChunk.run(gen, seq, piece);
+    });
     this.writeReady = db.transaction((rd: Ready) => {
       if (rd.hardState) s.hard.run(rd.hardState.term, rd.hardState.vote, hardStateChecksum(rd.hardState.term, rd.hardState.vote));
       if (rd.snapshot) {
@@ -632,11 +638,16 @@ export class SqliteStorage implements Storage {
         if (this.liveGen === null) bytes += rd.snapshot.data.length;
       }
       for (const e of rd.entries) bytes += e.data.length + 24;
-      this.walPages += 2 + Math.ceil(bytes / PAGE_BYTES);
-      if (this.walPages >= CHECKPOINT_PAGES) this.checkpoint(this.db);
+      this.wrote(bytes);
     } catch (e) {
       throw storageFailure(e, this.file, 'writing');
     }
+  }
+
+  /** A transaction wrote about `bytes`: count its pages, and checkpoint once the write-ahead log has grown enough. */
+  private wrote(bytes: number): void {
+    this.walPages += 2 + Math.ceil(bytes / PAGE_BYTES);
+    if (this.walPages >= CHECKPOINT_PAGES) this.checkpoint(this.db);
   }
 
   /**
@@ -680,18 +691,13 @@ export class SqliteStorage implements Storage {
   /** One piece of `st` (and a few stale pieces removed); true once all are written. A staging given up has nothing left to do. */
   private stageStep(st: Staging): boolean {
     if (this.staging !== st || st.done) return true;
-    const s = this.stmts;
     const end = Math.min(st.data.length, st.written + SNAPSHOT_PIECE_BYTES);
     const piece = st.data.subarray(st.written, end);
     try {
-      this.db.transaction(() => {
-        s.dropStale.run(this.liveGen, st.gen, STALE_PIECES_PER_STEP);
-        s.insertChunk.run(st.gen, Math.floor(st.written / SNAPSHOT_PIECE_BYTES), piece);
-      })();
+      this.writePiece(st.gen, Math.floor(st.written / SNAPSHOT_PIECE_BYTES), piece);
       st.crc = checksumExtend(st.crc, piece);
       st.written = end;
-      this.walPages += 2 + Math.ceil(piece.length / PAGE_BYTES);
-      if (this.walPages >= CHECKPOINT_PAGES) this.checkpoint(this.db);
+      this.wrote(piece.length);
     } catch (e) {
       throw storageFailure(e, this.file, 'writing');
     }

@@ -107,25 +107,31 @@ t.test('parseCommand: clear refusals for malformed or oversized requests', async
   t.match(bigValue, { err: 'ErrTooLarge', detail: /value longer than/ });
 });
 
+/** Step a snapshot writer to its end, running `between` after each step that did not finish: its bytes, and how many steps did not finish. */
+function writeInSteps(w: { step(): Uint8Array | undefined }, between: (steps: number) => void = () => {}): { got: Uint8Array; steps: number } {
+  let steps = 0;
+  for (;;) {
+    const got = w.step();
+    if (got !== undefined) return { got, steps };
+    between(++steps);
+  }
+}
+
 t.test('a snapshot written in steps is the snapshot of where it began, byte for byte, whatever is applied between the steps', async (t) => {
   const rng = seededRng(7);
   for (const keys of [0, 1, 15, 16, SNAPSHOT_STEP_KEYS - 1, SNAPSHOT_STEP_KEYS, SNAPSHOT_STEP_KEYS + 1, 3 * SNAPSHOT_STEP_KEYS + 5, 70_000]) {
     const m = new KvStateMachine();
     for (let i = 0; i < keys; i++) m.apply(cmd(1 + (i % 5), 'put', `k${i}`, 'v'.repeat(i % 40)));
     const want = m.snapshot();
-    const w = m.beginSnapshot();
-    let got: Uint8Array | undefined;
-    let steps = 0;
     // Between steps: new values for old keys, appends, new keys, new clients.
-    while ((got = w.step()) === undefined) {
-      steps++;
+    const { got, steps } = writeInSteps(m.beginSnapshot(), () => {
       for (let j = 0; j < 50; j++) {
         const k = `k${Math.floor(rng() * (keys + 100))}`;
         m.apply(cmd(1 + Math.floor(rng() * 8), rng() < 0.5 ? 'put' : 'append', k, `x${j}`));
       }
       // A shard's rows arriving (the sharded service merges them into the table).
       m.merge([[`k${Math.floor(rng() * (keys + 100))}`, 'merged']], []);
-    }
+    });
     t.equal(steps, Math.floor(keys / SNAPSHOT_STEP_KEYS), `${keys} keys: ${steps + 1} steps`);
     t.ok(Buffer.from(got).equals(Buffer.from(want)), `${keys} keys: the same bytes as snapshot() when it began`);
     const r = new KvStateMachine();
@@ -156,27 +162,20 @@ t.test('a step of a table of large values stops at about 256 K characters, not 2
   const m = new KvStateMachine();
   for (let i = 0; i < 100; i++) m.apply(cmd(1, 'put', `k${i}`, 'v'.repeat(64 * 1024)));
   const want = m.snapshot();
-  const w = m.beginSnapshot();
-  let got: Uint8Array | undefined;
-  let steps = 0;
-  while ((got = w.step()) === undefined) steps++;
+  const { got, steps } = writeInSteps(m.beginSnapshot());
   t.equal(steps, 26, '100 values of 64 K characters take 25 steps of 4, a last one that finds the end and puts the first 4 MB together, and one for the rest');
   t.ok(Buffer.from(got).equals(Buffer.from(want)), 'the same bytes');
 });
 
 t.test("a large snapshot's bytes are put together over steps of about 4 MB, and what is applied meanwhile does not reach them", async (t) => {
   const m = new KvStateMachine();
-  // 40 MB of values: 10 steps of rows (4 MB each), then 10 of putting 40 MB together.
+  // 40 MB of values: 160 steps of rows (4 values of 64 K characters each), then about 10 of putting 40 MB together.
   for (let i = 0; i < 640; i++) m.apply(cmd(1, 'put', `k${i}`, String.fromCharCode(97 + (i % 26)).repeat(64 * 1024)));
   const want = m.snapshot();
-  const w = m.beginSnapshot();
-  let got: Uint8Array | undefined;
-  let steps = 0;
-  while ((got = w.step()) === undefined) {
-    steps++;
-    m.apply(cmd(2, 'put', `k${steps}`, 'changed'));
-    m.apply(cmd(2, 'put', `new${steps}`, 'added'));
-  }
+  const { got, steps } = writeInSteps(m.beginSnapshot(), (n) => {
+    m.apply(cmd(2, 'put', `k${n}`, 'changed'));
+    m.apply(cmd(2, 'put', `new${n}`, 'added'));
+  });
   t.ok(steps >= 168, `${steps + 1} steps: 160 of rows, then the bytes a few MB at a time`);
   t.ok(steps <= 172, 'not one step per piece');
   t.equal(got.length, want.length, `${(want.length / 1e6).toFixed(1)} MB`);

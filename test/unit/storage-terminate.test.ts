@@ -12,30 +12,40 @@ import { snapshotBytes } from '../fixtures/snapshot-bytes.js';
 const dir = mkdtempSync(join(tmpdir(), 'actor-raft-terminate-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
+/**
+ * Run the worker `fixture` on `file` for `ms` (counted from its 'open' when
+ * `fromOpen`), then terminate it; its messages go to `onMessage`. Resolves
+ * with the error it failed with before that, if any.
+ */
+async function runThenTerminate(fixture: string, file: string, fromOpen: boolean, ms: number, onMessage: (m: unknown) => void): Promise<Error | undefined> {
+  const w = new Worker(new URL(`../fixtures/${fixture}`, import.meta.url), { workerData: { file } });
+  w.on('message', onMessage);
+  const failed = new Promise<Error>((resolve) => w.once('error', resolve));
+  const isOpen = new Promise<void>((resolve) => w.on('message', (m: unknown) => m === 'open' && resolve()));
+  const start = fromOpen ? isOpen : Promise.resolve();
+  const err = await Promise.race([start.then(() => new Promise<undefined>((r) => setTimeout(() => r(undefined), ms))), failed]);
+  await w.terminate();
+  return err;
+}
+
 t.test('terminating the writer at random moments never makes its file refused or lose a returned write', async (t) => {
   const file = join(dir, 'peer-0.sqlite');
   const rng = seededRng(0x7e51);
   const rounds = 80;
   let opened = 0;
   for (let r = 0; r < rounds; r++) {
-    const w = new Worker(new URL('../fixtures/storage-writer-worker.js', import.meta.url), { workerData: { file } });
     let durable = 0;
     let open = false;
-    w.on('message', (m: unknown) => {
+    // Terminate anywhere: while it boots, opens and checkpoints (odd rounds), or writes (even rounds).
+    const ms = Math.floor(rng() * (r % 2 ? 60 : 15));
+    const err = await runThenTerminate('storage-writer-worker.js', file, r % 2 === 0, ms, (m) => {
       if (m === 'open') open = true;
       else durable = m as number;
     });
-    const failed = new Promise<Error>((resolve) => w.once('error', resolve));
-    const isOpen = new Promise<void>((resolve) => w.on('message', (m: unknown) => m === 'open' && resolve()));
-    // Terminate anywhere: while it boots, opens and checkpoints (odd rounds), or writes (even rounds).
-    const ms = Math.floor(rng() * (r % 2 ? 60 : 15));
-    const wait = r % 2 ? Promise.resolve() : isOpen;
-    const err = await Promise.race([wait.then(() => new Promise<undefined>((r2) => setTimeout(() => r2(undefined), ms))), failed]);
     if (err) {
       t.fail(`round ${r}: the writer failed: ${err.message}`);
       break;
     }
-    await w.terminate();
     if (open) opened++;
     let term = -1;
     try {
@@ -60,20 +70,15 @@ t.test('terminating a writer while it writes snapshots in pieces leaves the last
   const rounds = 30;
   let recordedSome = 0;
   for (let r = 0; r < rounds; r++) {
-    const w = new Worker(new URL('../fixtures/storage-staging-writer.js', import.meta.url), { workerData: { file } });
     let recorded = 0;
-    w.on('message', (m: unknown) => {
+    const ms = 5 + Math.floor(rng() * 60);
+    const err = await runThenTerminate('storage-staging-writer.js', file, true, ms, (m) => {
       if (typeof m === 'number') recorded = m;
     });
-    const failed = new Promise<Error>((resolve) => w.once('error', resolve));
-    const isOpen = new Promise<void>((resolve) => w.on('message', (m: unknown) => m === 'open' && resolve()));
-    const ms = 5 + Math.floor(rng() * 60);
-    const err = await Promise.race([isOpen.then(() => new Promise<undefined>((r2) => setTimeout(() => r2(undefined), ms))), failed]);
     if (err) {
       t.fail(`round ${r}: the writer failed: ${err.message}`);
       break;
     }
-    await w.terminate();
     if (recorded > 0) recordedSome++;
     try {
       const s = new SqliteStorage(file, { peer: 0 });
